@@ -1,0 +1,103 @@
+//! Start-up: open the store, load the demo catalog, start workers and the HTTP server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::config::{Config, redact_url};
+use crate::jobs::worker::{self, WorkerSettings, Workers};
+use crate::seed::demo_catalog;
+use crate::store::sqlite::{SqliteSettings, SqliteStore};
+use crate::store::{Store, StoreError};
+
+/// Opens the store that `DATABASE_URL` names and applies its migrations.
+pub async fn connect_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
+    info!(database_url = %redact_url(&config.database_url), "opening the store");
+    if config.is_postgres() {
+        return Err(StoreError::corrupt(
+            "configuration",
+            "PostgreSQL support is not built into this binary",
+        ));
+    }
+    let settings = SqliteSettings {
+        url: config.database_url.clone(),
+        read_pool_size: config.database_pool_max,
+        busy_timeout: Duration::from_secs(config.database_acquire_timeout),
+    };
+    Ok(Arc::new(SqliteStore::connect(&settings).await?))
+}
+
+/// Loads the demo catalog, keeping rows that exist; returns how many rows it added.
+pub async fn seed_demo(store: &dyn Store) -> Result<u64, StoreError> {
+    let report = store.insert_missing(&demo_catalog()).await?;
+    info!(rows_added = report.total(), "demo catalog loaded");
+    Ok(report.total())
+}
+
+pub fn worker_settings(config: &Config) -> WorkerSettings {
+    WorkerSettings {
+        concurrency: config.worker_concurrency,
+        lease: config.lease(),
+        poll_interval: Duration::from_millis(config.worker_poll_interval_ms),
+        soft_time_limit: Duration::from_secs(config.task_soft_time_limit),
+        time_limit: Duration::from_secs(config.task_time_limit),
+        max_retries: config.task_max_retries,
+        retry_delay: Duration::from_secs_f64(config.task_retry_delay),
+        retry_backoff_max: Duration::from_secs_f64(config.task_retry_backoff_max),
+        shutdown_grace: Duration::from_secs(config.shutdown_grace_seconds),
+        rules: config.enrollment_rules(),
+    }
+}
+
+/// Starts a worker pool and a task that purges expired job results every minute.
+pub fn start_workers(
+    store: Arc<dyn Store>,
+    config: &Config,
+    shutdown: CancellationToken,
+) -> (Arc<Workers>, tokio::task::JoinHandle<()>) {
+    let ttl_ms = config.result_ttl_seconds as i64 * 1000;
+    let purge_store = store.clone();
+    let purge_shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = purge_shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            }
+            match purge_store
+                .purge_finished_jobs(crate::clock::now_ms() - ttl_ms)
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => info!(purged = n, "expired job results deleted"),
+                Err(e) => tracing::warn!(error = %e, "purging expired jobs failed"),
+            }
+        }
+    });
+    worker::start(store, worker_settings(config), shutdown)
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+    info!("shutdown signal received");
+}

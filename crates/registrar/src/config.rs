@@ -1,0 +1,233 @@
+//! Typed configuration from environment variables (and an optional `.env` file). A malformed
+//! value stops start-up with a message that names the variable.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Serialized};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::enrollment::EnrollmentRules;
+
+/// The embedded database used when `DATABASE_URL` is unset.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://registrar.db";
+
+/// Every setting, with the environment variable of each field named in upper case.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Config {
+    pub host: IpAddr,
+    pub port: u16,
+    pub database_url: String,
+    pub database_pool_max: u32,
+    /// Seconds a request waits for a pooled connection.
+    pub database_acquire_timeout: u64,
+    /// Milliseconds a PostgreSQL statement may run before the server cancels it.
+    pub database_statement_timeout_ms: u64,
+    pub redis_url: Option<String>,
+    pub app_name: String,
+    pub log_level: String,
+    pub log_format: LogFormat,
+    /// Jobs each process runs at once.
+    pub worker_concurrency: usize,
+    /// Seconds a claimed job stays leased before another worker may take it over.
+    pub job_lease_seconds: u64,
+    /// Milliseconds an idle worker waits before looking for jobs again without a wake-up.
+    pub worker_poll_interval_ms: u64,
+    /// Seconds a finished job's result stays readable.
+    pub result_ttl_seconds: u64,
+    pub task_soft_time_limit: u64,
+    pub task_time_limit: u64,
+    pub task_max_retries: u32,
+    /// Base delay in seconds of the exponential retry backoff.
+    pub task_retry_delay: f64,
+    pub task_retry_backoff_max: f64,
+    /// Seconds a graceful shutdown waits for running jobs before returning them to the queue.
+    pub shutdown_grace_seconds: u64,
+    pub max_grupos_por_solicitud: usize,
+    pub max_materias_por_periodo: usize,
+    pub enforce_enrollment_window: bool,
+    pub reject_passed_materia: bool,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    pub admin_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            host: IpAddr::from([127, 0, 0, 1]),
+            port: 8003,
+            database_url: DEFAULT_DATABASE_URL.to_owned(),
+            database_pool_max: 10,
+            database_acquire_timeout: 10,
+            database_statement_timeout_ms: 30_000,
+            redis_url: None,
+            app_name: "Inscription Microservice".to_owned(),
+            log_level: "info".to_owned(),
+            log_format: LogFormat::Json,
+            worker_concurrency: 4,
+            job_lease_seconds: 30,
+            worker_poll_interval_ms: 1_000,
+            result_ttl_seconds: 3_600,
+            task_soft_time_limit: 300,
+            task_time_limit: 600,
+            task_max_retries: 5,
+            task_retry_delay: 10.0,
+            task_retry_backoff_max: 300.0,
+            shutdown_grace_seconds: 10,
+            max_grupos_por_solicitud: 8,
+            max_materias_por_periodo: 8,
+            enforce_enrollment_window: false,
+            reject_passed_materia: true,
+            max_body_bytes: 256 * 1024,
+            admin_token: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Reads the configuration from the process environment, after loading `.env` if present.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let _ = dotenvy::dotenv();
+        Self::from_figment(Figment::from(Serialized::defaults(Self::default())).merge(env_source()))
+    }
+
+    fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let config: Self = figment.extract().map_err(|e| {
+            let key = e
+                .path
+                .first()
+                .map(|k| k.to_uppercase())
+                .unwrap_or_else(|| "configuration".to_owned());
+            ConfigError(format!("{key}: {}", e.kind))
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("WORKER_CONCURRENCY", self.worker_concurrency as u64),
+            ("JOB_LEASE_SECONDS", self.job_lease_seconds),
+            ("DATABASE_POOL_MAX", u64::from(self.database_pool_max)),
+            (
+                "MAX_GRUPOS_POR_SOLICITUD",
+                self.max_grupos_por_solicitud as u64,
+            ),
+            ("MAX_BODY_BYTES", self.max_body_bytes as u64),
+            ("TASK_TIME_LIMIT", self.task_time_limit),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(ConfigError(format!("{key}: must be greater than 0")));
+            }
+        }
+        if !self.task_retry_delay.is_finite() || self.task_retry_delay < 0.0 {
+            return Err(ConfigError(
+                "TASK_RETRY_DELAY: must be a non-negative number of seconds".into(),
+            ));
+        }
+        let scheme_ok = ["sqlite:", "postgres:", "postgresql:"]
+            .iter()
+            .any(|s| self.database_url.starts_with(s));
+        if !scheme_ok {
+            return Err(ConfigError(
+                "DATABASE_URL: must start with sqlite:, postgres: or postgresql:".into(),
+            ));
+        }
+        if let Some(token) = &self.admin_token
+            && token.is_empty()
+        {
+            return Err(ConfigError(
+                "ADMIN_TOKEN: must not be empty; unset it to allow loopback clients only".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn bind_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.host, self.port)
+    }
+
+    pub fn enrollment_rules(&self) -> EnrollmentRules {
+        EnrollmentRules {
+            max_materias_por_periodo: self.max_materias_por_periodo,
+            reject_passed_materia: self.reject_passed_materia,
+            enforce_enrollment_window: self.enforce_enrollment_window,
+        }
+    }
+
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.job_lease_seconds)
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.database_url.starts_with("postgres")
+    }
+}
+
+/// The environment variables that map onto [`Config`]; other variables are ignored.
+fn env_source() -> Env {
+    let keys: Vec<String> = serde_json::to_value(Config::default())
+        .ok()
+        .and_then(|v| v.as_object().map(|o| o.keys().cloned().collect()))
+        .unwrap_or_default();
+    Env::raw().filter(move |k| keys.iter().any(|key| k.as_str() == key.as_str()))
+}
+
+/// Masks the password of a database URL for logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}://{user}:***@{}", &url[..scheme_end], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::providers::Serialized;
+
+    fn with(key: &str, value: &str) -> Result<Config, ConfigError> {
+        let env = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Serialized::default(key, value));
+        Config::from_figment(env)
+    }
+
+    #[test]
+    fn malformed_port_names_the_variable() {
+        let err = with("port", "eighty").unwrap_err().to_string();
+        assert!(err.contains("PORT"), "{err}");
+    }
+
+    #[test]
+    fn unknown_database_scheme_is_rejected() {
+        let err = with("database_url", "mysql://x").unwrap_err().to_string();
+        assert!(err.contains("DATABASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn password_is_masked() {
+        assert_eq!(
+            redact_url("postgres://app:secret@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
+        assert_eq!(redact_url("sqlite://registrar.db"), "sqlite://registrar.db");
+    }
+}

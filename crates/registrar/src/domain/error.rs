@@ -1,0 +1,267 @@
+//! The catalogue of business error codes, with their HTTP status, and the error value that
+//! carries one code, a message and the `details` object clients read.
+
+use axum::http::StatusCode;
+use serde_json::{Map, Value, json};
+
+/// Every `error_code` the service sends. The strings are part of the wire contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    EstudianteNotFound,
+    EstudianteBloqueado,
+    EstudianteInactivo,
+    EstudianteSuspendido,
+    PeriodoNotFound,
+    PeriodoInactivo,
+    PeriodoInscripcionCerrado,
+    PeriodoInscripcionNoIniciado,
+    GrupoNotFound,
+    GrupoSinCupo,
+    ConflictoHorario,
+    InscripcionNotFound,
+    InscripcionDuplicada,
+    GrupoDuplicado,
+    DetalleInscripcionNotFound,
+    LimiteMateriasExcedido,
+    MateriaYaAprobada,
+    DuplicateRecord,
+    InvalidReference,
+    IntegrityError,
+    ValidationError,
+    TaskNotFound,
+    TaskAlreadyFinished,
+    ServiceUnavailable,
+    InternalServerError,
+    NotFound,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    Forbidden,
+    Unauthorized,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::EstudianteNotFound => "ESTUDIANTE_NOT_FOUND",
+            Self::EstudianteBloqueado => "ESTUDIANTE_BLOQUEADO",
+            Self::EstudianteInactivo => "ESTUDIANTE_INACTIVO",
+            Self::EstudianteSuspendido => "ESTUDIANTE_SUSPENDIDO",
+            Self::PeriodoNotFound => "PERIODO_NOT_FOUND",
+            Self::PeriodoInactivo => "PERIODO_INACTIVO",
+            Self::PeriodoInscripcionCerrado => "PERIODO_INSCRIPCION_CERRADO",
+            Self::PeriodoInscripcionNoIniciado => "PERIODO_INSCRIPCION_NO_INICIADO",
+            Self::GrupoNotFound => "GRUPO_NOT_FOUND",
+            Self::GrupoSinCupo => "GRUPO_SIN_CUPO",
+            Self::ConflictoHorario => "CONFLICTO_HORARIO",
+            Self::InscripcionNotFound => "INSCRIPCION_NOT_FOUND",
+            Self::InscripcionDuplicada => "INSCRIPCION_DUPLICADA",
+            Self::GrupoDuplicado => "GRUPO_DUPLICADO",
+            Self::DetalleInscripcionNotFound => "DETALLE_INSCRIPCION_NOT_FOUND",
+            Self::LimiteMateriasExcedido => "LIMITE_MATERIAS_EXCEDIDO",
+            Self::MateriaYaAprobada => "MATERIA_YA_APROBADA",
+            Self::DuplicateRecord => "DUPLICATE_RECORD",
+            Self::InvalidReference => "INVALID_REFERENCE",
+            Self::IntegrityError => "INTEGRITY_ERROR",
+            Self::ValidationError => "VALIDATION_ERROR",
+            Self::TaskNotFound => "TASK_NOT_FOUND",
+            Self::TaskAlreadyFinished => "TASK_ALREADY_FINISHED",
+            Self::ServiceUnavailable => "SERVICE_UNAVAILABLE",
+            Self::InternalServerError => "INTERNAL_SERVER_ERROR",
+            Self::NotFound => "HTTP_404",
+            Self::MethodNotAllowed => "HTTP_405",
+            Self::PayloadTooLarge => "HTTP_413",
+            Self::UnsupportedMediaType => "HTTP_415",
+            Self::Forbidden => "AUTHORIZATION_ERROR",
+            Self::Unauthorized => "AUTHENTICATION_ERROR",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::EstudianteNotFound
+            | Self::PeriodoNotFound
+            | Self::GrupoNotFound
+            | Self::InscripcionNotFound
+            | Self::DetalleInscripcionNotFound
+            | Self::TaskNotFound
+            | Self::NotFound => StatusCode::NOT_FOUND,
+            Self::EstudianteBloqueado
+            | Self::EstudianteInactivo
+            | Self::EstudianteSuspendido
+            | Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::PeriodoInactivo
+            | Self::PeriodoInscripcionCerrado
+            | Self::PeriodoInscripcionNoIniciado
+            | Self::LimiteMateriasExcedido
+            | Self::InvalidReference
+            | Self::IntegrityError
+            | Self::ValidationError => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::GrupoSinCupo
+            | Self::ConflictoHorario
+            | Self::InscripcionDuplicada
+            | Self::GrupoDuplicado
+            | Self::MateriaYaAprobada
+            | Self::DuplicateRecord
+            | Self::TaskAlreadyFinished => StatusCode::CONFLICT,
+            Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::InternalServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+        }
+    }
+}
+
+/// A rule that rejected a request: the code, a sentence for people, and the `details` object
+/// with the keys the error catalogue fixes for that code.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DomainError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub details: Value,
+    /// The group that caused the rejection, when one did; job results report it as `grupo`.
+    pub grupo: Option<String>,
+}
+
+impl DomainError {
+    pub fn new(code: ErrorCode, message: impl Into<String>, details: Value) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            details,
+            grupo: None,
+        }
+    }
+
+    pub fn with_grupo(mut self, grupo: &str) -> Self {
+        self.grupo = Some(grupo.to_owned());
+        self
+    }
+
+    pub fn estudiante_not_found(registro_academico: &str) -> Self {
+        Self::new(
+            ErrorCode::EstudianteNotFound,
+            format!("Estudiante {registro_academico} no encontrado"),
+            json!({ "registro_academico": registro_academico }),
+        )
+    }
+
+    pub fn periodo_not_found(codigo_periodo: &str) -> Self {
+        Self::new(
+            ErrorCode::PeriodoNotFound,
+            format!("Periodo académico {codigo_periodo} no encontrado"),
+            json!({ "codigo_periodo": codigo_periodo }),
+        )
+    }
+
+    pub fn periodo_inactivo(codigo_periodo: &str, estado_actual: Option<&str>) -> Self {
+        Self::new(
+            ErrorCode::PeriodoInactivo,
+            format!("El periodo académico {codigo_periodo} no está activo"),
+            json!({ "codigo_periodo": codigo_periodo, "estado_actual": estado_actual }),
+        )
+    }
+
+    pub fn grupo_not_found(codigo_grupo: &str) -> Self {
+        Self::new(
+            ErrorCode::GrupoNotFound,
+            format!("Grupo {codigo_grupo} no encontrado"),
+            json!({ "codigo_grupo": codigo_grupo }),
+        )
+        .with_grupo(codigo_grupo)
+    }
+
+    pub fn grupo_sin_cupo(codigo_grupo: &str, cupo: i64, inscritos: i64) -> Self {
+        Self::new(
+            ErrorCode::GrupoSinCupo,
+            format!("El grupo {codigo_grupo} no tiene cupo disponible"),
+            json!({
+                "codigo_grupo": codigo_grupo,
+                "cupo_total": cupo,
+                "inscritos_actuales": inscritos,
+                "cupo_disponible": (cupo - inscritos).max(0),
+            }),
+        )
+        .with_grupo(codigo_grupo)
+    }
+
+    pub fn inscripcion_not_found(codigo_inscripcion: &str) -> Self {
+        Self::new(
+            ErrorCode::InscripcionNotFound,
+            format!("Inscripción {codigo_inscripcion} no encontrada"),
+            json!({ "codigo_inscripcion": codigo_inscripcion }),
+        )
+    }
+
+    pub fn grupo_duplicado(
+        registro_academico: &str,
+        codigo_grupo: &str,
+        codigo_periodo: &str,
+        message: String,
+    ) -> Self {
+        Self::new(
+            ErrorCode::GrupoDuplicado,
+            message,
+            json!({
+                "registro_academico": registro_academico,
+                "codigo_grupo": codigo_grupo,
+                "codigo_periodo": codigo_periodo,
+            }),
+        )
+        .with_grupo(codigo_grupo)
+    }
+
+    pub fn detalle_not_found(codigo_inscripcion: &str, codigo_grupo: &str) -> Self {
+        Self::new(
+            ErrorCode::DetalleInscripcionNotFound,
+            format!(
+                "El grupo {codigo_grupo} no forma parte de la inscripción {codigo_inscripcion}"
+            ),
+            json!({ "codigo_inscripcion": codigo_inscripcion, "codigo_grupo": codigo_grupo }),
+        )
+    }
+
+    /// A request that failed validation on one field; `details` takes the request-validation
+    /// shape so that clients read field errors from one place.
+    pub fn validation(field: &str, message: impl Into<String>, input: Value) -> Self {
+        let message = message.into();
+        Self::new(
+            ErrorCode::ValidationError,
+            format!("{field}: {message}"),
+            validation_details(&[FieldError {
+                field: field.to_owned(),
+                message,
+                kind: "value_error",
+                input,
+            }]),
+        )
+    }
+}
+
+/// One failed field of a request body, path or query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldError {
+    /// Location parts joined with ` -> `, e.g. `body -> grupos -> 1`.
+    pub field: String,
+    pub message: String,
+    pub kind: &'static str,
+    pub input: Value,
+}
+
+/// Builds `{"validation_errors":[…],"total_errors":n}`.
+pub fn validation_details(errors: &[FieldError]) -> Value {
+    let items: Vec<Value> = errors
+        .iter()
+        .map(|e| {
+            let mut item = Map::new();
+            item.insert("field".into(), Value::String(e.field.clone()));
+            item.insert("message".into(), Value::String(e.message.clone()));
+            item.insert("type".into(), Value::String(e.kind.to_owned()));
+            item.insert("input".into(), e.input.clone());
+            Value::Object(item)
+        })
+        .collect();
+    json!({ "validation_errors": items, "total_errors": errors.len() })
+}

@@ -1,0 +1,251 @@
+//! `/api/v1/inscripciones`: create (queued or synchronous), read, update, delete, and add or
+//! drop one group of an inscription.
+
+use axum::Extension;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use time::Date;
+
+use super::error::ApiError;
+use super::extract::JsonBody;
+use super::queue::enqueue_inscription;
+use super::{AppState, RequestContext};
+use crate::clock;
+use crate::domain::error::{DomainError, FieldError};
+use crate::domain::model::{Estudiante, Periodo};
+use crate::domain::validation::{InscripcionCreate, validate_enrollment};
+use crate::domain::views::InscripcionFull;
+
+pub fn estudiante_json(e: &Estudiante) -> Value {
+    json!({
+        "registro_academico": e.registro_academico,
+        "codigo_carrera": e.codigo_carrera,
+        "nombre": e.nombre,
+        "apellido": e.apellido,
+        "estado_academico": e.estado_academico,
+        "ci": e.ci,
+        "correo": e.correo,
+        "telefono": e.telefono,
+        "direccion": e.direccion,
+    })
+}
+
+pub fn periodo_json(p: &Periodo) -> Value {
+    json!({
+        "codigo_periodo": p.codigo_periodo,
+        "semestre": p.semestre,
+        "fecha_inicio": p.fecha_inicio.map(|d| d.to_string()),
+        "fecha_fin": p.fecha_fin.map(|d| d.to_string()),
+        "estado": p.estado,
+    })
+}
+
+fn inscripcion_json(full: &InscripcionFull) -> Value {
+    let i = &full.inscripcion;
+    json!({
+        "codigo_inscripcion": i.codigo_inscripcion,
+        "registro_academico": i.registro_academico,
+        "codigo_periodo": i.codigo_periodo,
+        "fecha_inscripcion": i.fecha_inscripcion.to_string(),
+        "estudiante": full.estudiante.as_ref().map(estudiante_json),
+        "periodo_academico": full.periodo.as_ref().map(periodo_json),
+        "detalles": full.detalles,
+    })
+}
+
+async fn load_full(state: &AppState, codigo: &str) -> Result<InscripcionFull, ApiError> {
+    state
+        .store
+        .inscripcion(codigo)
+        .await?
+        .ok_or_else(|| DomainError::inscripcion_not_found(codigo).into())
+}
+
+/// `POST /api/v1/inscripciones/`: queues the enrollment and answers 202 at once.
+pub async fn create_async(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    JsonBody(body): JsonBody<InscripcionCreate>,
+) -> Result<impl IntoResponse, ApiError> {
+    let request = validate_enrollment(&body, state.config.max_grupos_por_solicitud, "body")
+        .map_err(ApiError::validation)?;
+    let task_id = enqueue_inscription(&state, &ctx, &request, Vec::new()).await?;
+    let response = json!({
+        "message": "Inscripción encolada para procesamiento",
+        "task_id": task_id,
+        "status": "PENDING",
+        "registro_academico": request.registro_academico,
+        "monitor_url": format!("/api/v1/queue/tasks/{task_id}/status"),
+        "correlation_id": ctx.correlation_id,
+    });
+    Ok((StatusCode::ACCEPTED, axum::Json(response)))
+}
+
+/// `POST /api/v1/inscripciones/sync`: enrolls within the request; an existing inscription
+/// for the period is `INSCRIPCION_DUPLICADA`.
+pub async fn create_sync(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<InscripcionCreate>,
+) -> Result<impl IntoResponse, ApiError> {
+    let request = validate_enrollment(&body, state.config.max_grupos_por_solicitud, "body")
+        .map_err(ApiError::validation)?;
+    let rules = state.config.enrollment_rules();
+    let outcome = state
+        .store
+        .enroll_sync(&request, &rules, clock::today())
+        .await?;
+    let full = load_full(&state, &outcome.inscripcion.codigo_inscripcion).await?;
+    Ok((StatusCode::CREATED, axum::Json(inscripcion_json(&full))))
+}
+
+pub async fn get_one(
+    State(state): State<AppState>,
+    Path(codigo): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let full = load_full(&state, &codigo).await?;
+    Ok(axum::Json(inscripcion_json(&full)))
+}
+
+pub async fn by_student(
+    State(state): State<AppState>,
+    Path(registro_academico): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let list = state
+        .store
+        .inscripciones_by_student(&registro_academico)
+        .await?;
+    let items: Vec<Value> = list
+        .iter()
+        .map(|item| {
+            let i = &item.inscripcion;
+            json!({
+                "codigo_inscripcion": i.codigo_inscripcion,
+                "registro_academico": i.registro_academico,
+                "codigo_periodo": i.codigo_periodo,
+                "fecha_inscripcion": i.fecha_inscripcion.to_string(),
+                "detalles": item.detalles,
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({ "inscripciones": items })))
+}
+
+pub async fn by_period(
+    State(state): State<AppState>,
+    Path(codigo_periodo): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let list = state.store.inscripciones_by_period(&codigo_periodo).await?;
+    let items: Vec<Value> = list
+        .iter()
+        .map(|i| {
+            json!({
+                "codigo_inscripcion": i.codigo_inscripcion,
+                "registro_academico": i.registro_academico,
+                "codigo_periodo": i.codigo_periodo,
+                "fecha_inscripcion": i.fecha_inscripcion.to_string(),
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({ "inscripciones": items })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct InscripcionUpdate {
+    #[serde(default)]
+    fecha_inscripcion: Option<String>,
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    Path(codigo): Path<String>,
+    JsonBody(body): JsonBody<InscripcionUpdate>,
+) -> Result<axum::Json<Value>, ApiError> {
+    if let Some(text) = &body.fecha_inscripcion {
+        let fecha = parse_date_field("body -> fecha_inscripcion", text)?;
+        state.store.update_inscripcion(&codigo, fecha).await?;
+    }
+    let full = load_full(&state, &codigo).await?;
+    Ok(axum::Json(inscripcion_json(&full)))
+}
+
+/// Parses a `YYYY-MM-DD` date, naming `field` when it is not one.
+pub fn parse_date_field(field: &str, text: &str) -> Result<Date, ApiError> {
+    Date::parse(
+        text,
+        time::macros::format_description!("[year]-[month]-[day]"),
+    )
+    .map_err(|_| {
+        ApiError::validation(vec![FieldError {
+            field: field.to_owned(),
+            message: "must be a date in the form YYYY-MM-DD".to_owned(),
+            kind: "date_parsing",
+            input: json!(text),
+        }])
+    })
+}
+
+pub async fn delete_one(
+    State(state): State<AppState>,
+    Path(codigo): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let inscripcion = state.store.delete_inscripcion(&codigo).await?;
+    tracing::info!(
+        codigo_inscripcion = %codigo,
+        registro_academico = %inscripcion.registro_academico,
+        codigo_periodo = %inscripcion.codigo_periodo,
+        "inscription deleted"
+    );
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn add_group(
+    State(state): State<AppState>,
+    Path((codigo, grupo)): Path<(String, String)>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let rules = state.config.enrollment_rules();
+    let outcome = state
+        .store
+        .add_group(&codigo, &grupo, &rules, clock::today())
+        .await?;
+    let detalle = outcome
+        .new_details
+        .first()
+        .map(|d| d.codigo_detalle.clone())
+        .ok_or_else(ApiError::internal)?;
+    Ok(axum::Json(json!({
+        "message": format!("Grupo {grupo} agregado a la inscripción {codigo}"),
+        "detalle": detalle,
+    })))
+}
+
+pub async fn drop_group(
+    State(state): State<AppState>,
+    Path((codigo, grupo)): Path<(String, String)>,
+) -> Result<axum::Json<Value>, ApiError> {
+    state.store.drop_group(&codigo, &grupo).await?;
+    tracing::info!(codigo_inscripcion = %codigo, codigo_grupo = %grupo, "group dropped");
+    Ok(axum::Json(json!({
+        "status": "SUCCESS",
+        "message": format!("Grupo {grupo} retirado de la inscripción {codigo}"),
+        "codigo_inscripcion": codigo,
+        "codigo_grupo": grupo,
+    })))
+}
+
+pub async fn statistics(State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
+    let stats = state.store.enrollment_statistics().await?;
+    let per_period: serde_json::Map<String, Value> = stats
+        .inscripciones_por_periodo
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect();
+    Ok(axum::Json(json!({
+        "total_inscripciones": stats.total_inscripciones,
+        "inscripciones_por_periodo": per_period,
+        "estudiantes_activos": stats.estudiantes_activos,
+        "grupos_disponibles": stats.grupos_disponibles,
+    })))
+}

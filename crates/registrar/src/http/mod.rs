@@ -1,0 +1,140 @@
+//! The HTTP API: routes, shared state and the middleware that gives every response its
+//! request and correlation ids and every error the contract's envelope.
+
+mod admin;
+pub mod error;
+pub mod extract;
+mod inscripciones;
+mod middleware;
+mod periodos;
+mod queue;
+mod system;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post};
+use tower::Layer;
+use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
+
+use crate::config::Config;
+use crate::jobs::worker::Workers;
+use crate::store::Store;
+
+pub use middleware::RequestContext;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub config: Arc<Config>,
+    /// The in-process worker pool, woken when this process enqueues a job.
+    pub workers: Option<Arc<Workers>>,
+    pub started_at: Instant,
+    pub counters: Arc<Counters>,
+}
+
+/// Request counters behind `/metrics`.
+#[derive(Default)]
+pub struct Counters {
+    pub requests_total: AtomicU64,
+    pub errors_total: AtomicU64,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, config: Arc<Config>, workers: Option<Arc<Workers>>) -> Self {
+        Self {
+            store,
+            config,
+            workers,
+            started_at: Instant::now(),
+            counters: Arc::new(Counters::default()),
+        }
+    }
+
+    /// Wakes this process's workers after an enqueue.
+    pub fn wake_workers(&self) {
+        if let Some(workers) = &self.workers {
+            workers.wake();
+        }
+    }
+}
+
+/// Builds the router. Paths with a trailing slash are served as the same route.
+pub fn app(state: AppState) -> NormalizePath<Router> {
+    let body_limit = state.config.max_body_bytes;
+    let inscripciones = Router::new()
+        .route("/", post(inscripciones::create_async))
+        .route("/sync", post(inscripciones::create_sync))
+        .route("/estadisticas/general", get(inscripciones::statistics))
+        .route(
+            "/estudiante/{registro_academico}",
+            get(inscripciones::by_student),
+        )
+        .route("/periodo/{codigo_periodo}", get(inscripciones::by_period))
+        .route(
+            "/{codigo_inscripcion}",
+            get(inscripciones::get_one)
+                .put(inscripciones::update)
+                .delete(inscripciones::delete_one),
+        )
+        .route(
+            "/{codigo_inscripcion}/grupos/{codigo_grupo}",
+            post(inscripciones::add_group).delete(inscripciones::drop_group),
+        );
+    let periodos = Router::new()
+        .route("/", post(periodos::create).get(periodos::list))
+        .route("/activo", get(periodos::active))
+        .route(
+            "/{codigo_periodo}",
+            get(periodos::get_one).put(periodos::update),
+        )
+        .route("/{codigo_periodo}/activar", post(periodos::activate));
+    let queue = Router::new()
+        .route("/inscripciones/async", post(queue::enqueue_async))
+        .route(
+            "/inscripciones/async-by-groups",
+            post(queue::enqueue_by_groups),
+        )
+        .route("/inscripciones/bulk-async", post(queue::enqueue_bulk))
+        .route("/tasks/status/multiple", post(queue::status_multiple))
+        .route("/tasks/{task_id}/status", get(queue::status))
+        .route("/tasks/{task_id}", delete(queue::cancel))
+        .route("/stats", get(queue::stats))
+        .route("/health-check", post(queue::health_check));
+
+    let router = Router::new()
+        .route("/", get(system::root))
+        .route("/health", get(system::health))
+        .route("/metrics", get(system::metrics))
+        .nest("/api/v1/inscripciones", inscripciones)
+        .nest("/api/v1/periodos", periodos)
+        .nest("/api/v1/queue", queue)
+        .fallback(middleware::not_found)
+        .method_not_allowed_fallback(middleware::method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::envelope_and_ids,
+        ))
+        .with_state(state);
+    NormalizePathLayer::trim_trailing_slash().layer(router)
+}
+
+/// Serves `app` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: NormalizePath<Router>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::ServiceExt;
+    use axum::extract::Request;
+    let service = ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app);
+    axum::serve(listener, service)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,190 @@
+//! `/api/v1/periodos`: create, list, read, update and activate academic periods.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde_json::{Map, Value};
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::JsonBody;
+use super::inscripciones::{parse_date_field, periodo_json};
+use crate::domain::error::{DomainError, FieldError};
+use crate::domain::model::Periodo;
+use crate::domain::periodo::check_dates;
+use crate::domain::validation::{MAX_CODIGO_PERIODO, MAX_ESTADO_PERIODO, MAX_SEMESTRE, check_id};
+use crate::domain::views::PeriodoUpdate;
+
+/// Reads an optional string field: absent gives `None`, `null` gives `Some(None)`.
+fn optional_text(
+    body: &Map<String, Value>,
+    name: &str,
+    max: usize,
+    errors: &mut Vec<FieldError>,
+) -> Option<Option<String>> {
+    let value = body.get(name)?;
+    let field = format!("body -> {name}");
+    match value {
+        Value::Null => Some(None),
+        Value::String(s) if s.chars().count() <= max => Some(Some(s.trim().to_owned())),
+        Value::String(_) => {
+            errors.push(FieldError {
+                field,
+                message: format!("must be at most {max} characters long"),
+                kind: "value_error",
+                input: value.clone(),
+            });
+            None
+        }
+        _ => {
+            errors.push(FieldError {
+                field,
+                message: "must be a string or null".into(),
+                kind: "type_error",
+                input: value.clone(),
+            });
+            None
+        }
+    }
+}
+
+fn optional_date(
+    body: &Map<String, Value>,
+    name: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<Option<time::Date>> {
+    let value = body.get(name)?;
+    let field = format!("body -> {name}");
+    match value {
+        Value::Null => Some(None),
+        Value::String(s) => match parse_date_field(&field, s) {
+            Ok(d) => Some(Some(d)),
+            Err(_) => {
+                errors.push(FieldError {
+                    field,
+                    message: "must be a date in the form YYYY-MM-DD".into(),
+                    kind: "date_parsing",
+                    input: value.clone(),
+                });
+                None
+            }
+        },
+        _ => {
+            errors.push(FieldError {
+                field,
+                message: "must be a date string (YYYY-MM-DD) or null".into(),
+                kind: "type_error",
+                input: value.clone(),
+            });
+            None
+        }
+    }
+}
+
+fn read_fields(body: &Map<String, Value>, errors: &mut Vec<FieldError>) -> PeriodoUpdate {
+    PeriodoUpdate {
+        semestre: optional_text(body, "semestre", MAX_SEMESTRE, errors),
+        fecha_inicio: optional_date(body, "fecha_inicio", errors),
+        fecha_fin: optional_date(body, "fecha_fin", errors),
+        estado: optional_text(body, "estado", MAX_ESTADO_PERIODO, errors),
+    }
+}
+
+fn parse_update(body: &Map<String, Value>) -> Result<PeriodoUpdate, ApiError> {
+    let mut errors = Vec::new();
+    let update = read_fields(body, &mut errors);
+    if errors.is_empty() {
+        Ok(update)
+    } else {
+        Err(ApiError::validation(errors))
+    }
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<Map<String, Value>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut errors = Vec::new();
+    let codigo = match body.get("codigo_periodo") {
+        Some(Value::String(s)) => check_id(
+            &mut errors,
+            "body -> codigo_periodo".into(),
+            s,
+            MAX_CODIGO_PERIODO,
+        ),
+        other => {
+            errors.push(FieldError {
+                field: "body -> codigo_periodo".into(),
+                message: "is required and must be a string".into(),
+                kind: if other.is_none() {
+                    "missing"
+                } else {
+                    "type_error"
+                },
+                input: other.cloned().unwrap_or(Value::Null),
+            });
+            None
+        }
+    };
+    let update = read_fields(&body, &mut errors);
+    let (Some(codigo), true) = (codigo, errors.is_empty()) else {
+        return Err(ApiError::validation(errors));
+    };
+    let periodo = Periodo {
+        codigo_periodo: codigo,
+        semestre: update.semestre.clone().flatten(),
+        fecha_inicio: update.fecha_inicio.flatten(),
+        fecha_fin: update.fecha_fin.flatten(),
+        estado: update.estado.clone().flatten(),
+    };
+    check_dates(&periodo)?;
+    let created = state.store.create_periodo(&periodo).await?;
+    Ok((StatusCode::CREATED, axum::Json(periodo_json(&created))))
+}
+
+pub async fn list(State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
+    let periodos = state.store.list_periodos().await?;
+    Ok(axum::Json(Value::Array(
+        periodos.iter().map(periodo_json).collect(),
+    )))
+}
+
+pub async fn active(State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
+    let periodo = state
+        .store
+        .active_periodo()
+        .await?
+        .ok_or_else(|| ApiError::not_found("No academic period is ACTIVO"))?;
+    Ok(axum::Json(periodo_json(&periodo)))
+}
+
+pub async fn get_one(
+    State(state): State<AppState>,
+    Path(codigo): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let periodo = state
+        .store
+        .periodo(&codigo)
+        .await?
+        .ok_or_else(|| DomainError::periodo_not_found(&codigo))?;
+    Ok(axum::Json(periodo_json(&periodo)))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    Path(codigo): Path<String>,
+    JsonBody(body): JsonBody<Map<String, Value>>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let update = parse_update(&body)?;
+    let periodo = state.store.update_periodo(&codigo, &update).await?;
+    Ok(axum::Json(periodo_json(&periodo)))
+}
+
+pub async fn activate(
+    State(state): State<AppState>,
+    Path(codigo): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let periodo = state.store.activate_periodo(&codigo).await?;
+    tracing::info!(codigo_periodo = %codigo, "period activated");
+    Ok(axum::Json(periodo_json(&periodo)))
+}

@@ -1,0 +1,479 @@
+//! The worker pool: claims jobs with a lease, runs them, renews the leases while they run and
+//! returns unfinished jobs to the queue on shutdown. `serve` runs one pool beside the API and
+//! `registrar worker` runs one alone; any number of pools share one database.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, error, info, info_span, warn};
+
+use super::model::{Job, JobKind, JobState, JobUpdate};
+use super::result::enrollment_result;
+use crate::clock;
+use crate::domain::enrollment::{EnrollmentRequest, EnrollmentRules};
+use crate::store::{Store, StoreError};
+
+/// Settings of one worker pool.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub concurrency: usize,
+    pub lease: Duration,
+    pub poll_interval: Duration,
+    pub soft_time_limit: Duration,
+    pub time_limit: Duration,
+    pub max_retries: u32,
+    pub retry_delay: Duration,
+    pub retry_backoff_max: Duration,
+    pub shutdown_grace: Duration,
+    pub rules: EnrollmentRules,
+}
+
+/// A running pool. Enqueuers in the same process call [`Workers::wake`] so idle workers pick
+/// new jobs up at once; jobs from other processes are found by the periodic poll.
+pub struct Workers {
+    pub owner: String,
+    wake: Arc<Notify>,
+}
+
+impl Workers {
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+}
+
+/// Starts a pool; it stops when `shutdown` is cancelled, after finishing or releasing its
+/// jobs. Await the returned handle to wait for that.
+pub fn start(
+    store: Arc<dyn Store>,
+    settings: WorkerSettings,
+    shutdown: CancellationToken,
+) -> (Arc<Workers>, tokio::task::JoinHandle<()>) {
+    let owner = format!("{}-{}", hostname(), uuid::Uuid::now_v7().simple());
+    let workers = Arc::new(Workers {
+        owner: owner.clone(),
+        wake: Arc::new(Notify::new()),
+    });
+    let pool = Pool {
+        store,
+        settings: Arc::new(settings),
+        owner,
+        wake: workers.wake.clone(),
+        running: Arc::new(Mutex::new(HashSet::new())),
+    };
+    let handle = tokio::spawn(pool.run(shutdown));
+    (workers, handle)
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| format!("pid{}", std::process::id()))
+}
+
+#[derive(Clone)]
+struct Pool {
+    store: Arc<dyn Store>,
+    settings: Arc<WorkerSettings>,
+    owner: String,
+    wake: Arc<Notify>,
+    running: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Pool {
+    async fn run(self, shutdown: CancellationToken) {
+        info!(owner = %self.owner, concurrency = self.settings.concurrency, "worker pool started");
+        let renewer = tokio::spawn(self.clone().renew_leases(shutdown.clone()));
+        let mut tasks = JoinSet::new();
+
+        while !shutdown.is_cancelled() {
+            let free = self.settings.concurrency.saturating_sub(tasks.len());
+            let claimed = if free > 0 {
+                self.claim(free).await
+            } else {
+                Vec::new()
+            };
+            let claimed_count = claimed.len();
+            for job in claimed {
+                tasks.spawn(self.clone().run_job(job));
+            }
+            if claimed_count == free && free > 0 {
+                // A full batch: there may be more work, so claim again without waiting.
+                continue;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.settings.poll_interval) => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            }
+        }
+
+        info!(owner = %self.owner, running = tasks.len(), "worker pool stopping");
+        let drained = tokio::time::timeout(self.settings.shutdown_grace, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+        }
+        renewer.abort();
+        match self.store.release_jobs(&self.owner).await {
+            Ok(0) => {}
+            Ok(n) => {
+                info!(owner = %self.owner, released = n, "unfinished jobs returned to the queue")
+            }
+            Err(e) => {
+                error!(owner = %self.owner, error = %e, "could not release jobs; their leases will expire")
+            }
+        }
+        info!(owner = %self.owner, "worker pool stopped");
+    }
+
+    /// Claims up to `limit` jobs; a failed claim is logged and returns none.
+    async fn claim(&self, limit: usize) -> Vec<Job> {
+        let lease_ms = self.settings.lease.as_millis() as i64;
+        match self
+            .store
+            .claim_jobs(&self.owner, limit as i64, lease_ms, clock::now_ms())
+            .await
+        {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                warn!(owner = %self.owner, error = %e, "claiming jobs failed; will try again");
+                Vec::new()
+            }
+        }
+    }
+
+    async fn renew_leases(self, shutdown: CancellationToken) {
+        let every = self.settings.lease / 3;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            let ids: Vec<String> = self.running.lock().expect("lock").iter().cloned().collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let until = clock::now_ms() + self.settings.lease.as_millis() as i64;
+            if let Err(e) = self.store.renew_leases(&ids, &self.owner, until).await {
+                warn!(owner = %self.owner, error = %e, jobs = ids.len(), "lease renewal failed");
+            }
+        }
+    }
+
+    async fn run_job(self, job: Job) {
+        let span = info_span!(
+            "job",
+            task_id = %job.task_id,
+            kind = job.kind.as_str(),
+            correlation_id = %job.correlation_id,
+            request_id = job.request_id.as_deref().unwrap_or(""),
+            attempt = job.attempts,
+        );
+        self.running
+            .lock()
+            .expect("lock")
+            .insert(job.task_id.clone());
+        self.run_job_inner(&job).instrument(span).await;
+        self.running.lock().expect("lock").remove(&job.task_id);
+    }
+
+    async fn run_job_inner(&self, job: &Job) {
+        if job.attempts > i64::from(self.settings.max_retries) + 1 {
+            let meta = json!({
+                "error_type": "MaxRetriesExceeded",
+                "error_message": format!("gave up after {} attempts", job.attempts - 1),
+                "retry_count": job.attempts - 1,
+            });
+            self.fail(job, meta).await;
+            return;
+        }
+        debug!("job started");
+        let started = std::time::Instant::now();
+        let soft = self.settings.soft_time_limit;
+        let run = self.execute(job);
+        let watched = async {
+            tokio::pin!(run);
+            tokio::select! {
+                out = &mut run => out,
+                _ = tokio::time::sleep(soft) => {
+                    warn!(soft_limit_s = soft.as_secs(), "job passed its soft time limit");
+                    run.await
+                }
+            }
+        };
+        match tokio::time::timeout(self.settings.time_limit, watched).await {
+            Ok(Ok(())) => {
+                info!(
+                    duration_ms = started.elapsed().as_millis() as u64,
+                    "job finished"
+                );
+            }
+            Ok(Err(e)) if e.is_transient() => self.retry(job, &e).await,
+            Ok(Err(e)) => {
+                error!(error = %e, "job failed with a non-transient store error");
+                let meta = json!({ "error_type": "StoreError", "error_message": e.to_string() });
+                self.fail(job, meta).await;
+            }
+            Err(_) => {
+                error!(
+                    limit_s = self.settings.time_limit.as_secs(),
+                    "job timed out and was rolled back"
+                );
+                let meta = json!({
+                    "error_type": "TASK_TIMEOUT",
+                    "error_message": format!("exceeded the time limit of {} s", self.settings.time_limit.as_secs()),
+                });
+                self.fail(job, meta).await;
+            }
+        }
+    }
+
+    async fn execute(&self, job: &Job) -> Result<(), StoreError> {
+        match job.kind {
+            JobKind::Inscription => self.run_inscription(job).await,
+            JobKind::Bulk => self.run_bulk(job).await,
+            JobKind::HealthCheck => {
+                let update = JobUpdate {
+                    state: JobState::Success,
+                    meta: None,
+                    result: Some(json!({
+                        "status": "healthy",
+                        "timestamp": clock::now_rfc3339(),
+                        "worker_id": self.owner,
+                    })),
+                };
+                self.store
+                    .update_job(&job.task_id, &self.owner, &update, clock::now_ms())
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
+    async fn run_inscription(&self, job: &Job) -> Result<(), StoreError> {
+        let request: EnrollmentRequest = match serde_json::from_value(job.payload.clone()) {
+            Ok(r) => r,
+            Err(e) => {
+                let meta =
+                    json!({ "error_type": "InvalidPayload", "error_message": e.to_string() });
+                self.fail(job, meta).await;
+                return Ok(());
+            }
+        };
+        let finish = |outcome: &_| JobUpdate {
+            state: JobState::Success,
+            meta: None,
+            result: Some(enrollment_result(outcome)),
+        };
+        let done = self
+            .store
+            .run_enrollment_step(
+                &job.task_id,
+                &self.owner,
+                &request,
+                &self.settings.rules,
+                clock::today(),
+                clock::now_ms(),
+                &finish,
+            )
+            .await?;
+        match done {
+            Some(Ok(outcome)) => info!(
+                registro_academico = %request.registro_academico,
+                codigo_periodo = %request.codigo_periodo,
+                codigo_inscripcion = %outcome.inscripcion.codigo_inscripcion,
+                new_groups = outcome.new_details.len(),
+                "enrollment committed"
+            ),
+            Some(Err(rejection)) => info!(
+                registro_academico = %request.registro_academico,
+                codigo_periodo = %request.codigo_periodo,
+                error_code = rejection.code.as_str(),
+                grupo = rejection.grupo.as_deref().unwrap_or(""),
+                "enrollment rejected"
+            ),
+            None => warn!("lease lost before commit; the enrollment was rolled back"),
+        }
+        Ok(())
+    }
+
+    async fn run_bulk(&self, job: &Job) -> Result<(), StoreError> {
+        let items: Vec<EnrollmentRequest> =
+            match serde_json::from_value(job.payload["items"].clone()) {
+                Ok(items) => items,
+                Err(e) => {
+                    let meta =
+                        json!({ "error_type": "InvalidPayload", "error_message": e.to_string() });
+                    self.fail(job, meta).await;
+                    return Ok(());
+                }
+            };
+        let total = items.len();
+        let mut results = Vec::with_capacity(total);
+        let (mut successful, mut failed) = (0usize, 0usize);
+
+        for (i, item) in items.iter().enumerate() {
+            let processed = i + 1;
+            let report_progress = processed % 5 == 0 || processed == total;
+            let finish = |outcome: &Result<_, _>| {
+                let (ok, ko) = match outcome {
+                    Ok(_) => (successful + 1, failed),
+                    Err(_) => (successful, failed + 1),
+                };
+                JobUpdate {
+                    state: if report_progress {
+                        JobState::Progress
+                    } else {
+                        JobState::Started
+                    },
+                    meta: report_progress.then(|| progress_meta(total, processed, ok, ko)),
+                    result: None,
+                }
+            };
+            let done = self
+                .store
+                .run_enrollment_step(
+                    &job.task_id,
+                    &self.owner,
+                    item,
+                    &self.settings.rules,
+                    clock::today(),
+                    clock::now_ms(),
+                    &finish,
+                )
+                .await?;
+            let Some(outcome) = done else {
+                warn!(processed = i, "lease lost during a bulk job; stopping");
+                return Ok(());
+            };
+            let item_result = enrollment_result(&outcome);
+            let entry = match outcome {
+                Ok(_) => {
+                    successful += 1;
+                    json!({ "status": "success", "data": item_result["data"], "registro_academico": item.registro_academico })
+                }
+                Err(rejection) => {
+                    failed += 1;
+                    json!({
+                        "status": "error",
+                        "error": rejection.message,
+                        "error_code": rejection.code.as_str(),
+                        "details": rejection.details,
+                        "registro_academico": item.registro_academico,
+                    })
+                }
+            };
+            results.push(entry);
+        }
+
+        let update = JobUpdate {
+            state: JobState::Success,
+            meta: Some(progress_meta(total, total, successful, failed)),
+            result: Some(json!({
+                "status": "SUCCESS",
+                "message": format!("Procesadas {total} inscripciones: {successful} exitosas, {failed} fallidas"),
+                "total": total,
+                "successful": successful,
+                "failed": failed,
+                "results": results,
+            })),
+        };
+        self.store
+            .update_job(&job.task_id, &self.owner, &update, clock::now_ms())
+            .await?;
+        info!(total, successful, failed, "bulk job finished");
+        Ok(())
+    }
+
+    async fn retry(&self, job: &Job, error: &StoreError) {
+        let attempt = job.attempts.max(1) as usize;
+        if attempt > self.settings.max_retries as usize {
+            let meta = json!({
+                "error_type": "MaxRetriesExceeded",
+                "error_message": error.to_string(),
+                "retry_count": attempt - 1,
+            });
+            error!(error = %error, attempts = attempt, "job failed after its last retry");
+            self.fail(job, meta).await;
+            return;
+        }
+        let delay = retry_delay(&self.settings, attempt);
+        let meta = json!({
+            "error_type": "TransientError",
+            "error_message": error.to_string(),
+            "retry_count": attempt,
+            "next_retry_in_ms": delay.as_millis() as u64,
+        });
+        let run_at = clock::now_ms() + delay.as_millis() as i64;
+        warn!(error = %error, attempt, delay_ms = delay.as_millis() as u64, "job retry scheduled");
+        if let Err(e) = self
+            .store
+            .schedule_retry(&job.task_id, &self.owner, run_at, &meta)
+            .await
+        {
+            error!(error = %e, "could not schedule the retry; the lease will expire and the job run again");
+        }
+    }
+
+    async fn fail(&self, job: &Job, meta: Value) {
+        let update = JobUpdate {
+            state: JobState::Failure,
+            meta: Some(meta),
+            result: None,
+        };
+        match self
+            .store
+            .update_job(&job.task_id, &self.owner, &update, clock::now_ms())
+            .await
+        {
+            Ok(true) => error!(task_id = %job.task_id, "job marked FAILURE"),
+            Ok(false) => {
+                warn!(task_id = %job.task_id, "lease lost before the failure was recorded")
+            }
+            Err(e) => {
+                error!(task_id = %job.task_id, error = %e, "could not record the job failure")
+            }
+        }
+    }
+}
+
+fn progress_meta(total: usize, processed: usize, successful: usize, failed: usize) -> Value {
+    let progress = if total == 0 {
+        100
+    } else {
+        processed * 100 / total
+    };
+    json!({
+        "message": format!("Procesando {processed} de {total}"),
+        "total": total,
+        "processed": processed,
+        "successful": successful,
+        "failed": failed,
+        "progress": progress,
+    })
+}
+
+/// The delay before retry number `attempt` (1-based): the base delay doubled per attempt,
+/// capped, with jitter, as backon computes it.
+pub fn retry_delay(settings: &WorkerSettings, attempt: usize) -> Duration {
+    ExponentialBuilder::default()
+        .with_min_delay(settings.retry_delay)
+        .with_max_delay(settings.retry_backoff_max)
+        .with_factor(2.0)
+        .with_jitter()
+        .with_max_times(attempt)
+        .build()
+        .nth(attempt - 1)
+        .unwrap_or(settings.retry_backoff_max)
+}

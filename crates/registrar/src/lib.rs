@@ -1,0 +1,13 @@
+//! registrar: a course-registration service. Students enroll in course groups for an
+//! academic period, directly or through a job queue whose rows live in the same database as
+//! the enrollments.
+
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod jobs;
+pub mod seed;
+pub mod store;
+pub mod telemetry;

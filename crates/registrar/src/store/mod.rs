@@ -1,0 +1,208 @@
+//! The system of record. One trait, [`Store`], with an embedded SQLite implementation and a
+//! PostgreSQL one, chosen at start-up from the `DATABASE_URL` scheme.
+
+pub mod error;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use time::Date;
+
+pub use error::StoreError;
+
+use crate::domain::catalog::{Catalog, LoadReport};
+use crate::domain::enrollment::{
+    EnrollError, EnrollmentOutcome, EnrollmentRequest, EnrollmentRules,
+};
+use crate::domain::error::DomainError;
+use crate::domain::model::{Inscripcion, Periodo};
+use crate::domain::views::{
+    EnrollmentStatistics, InscripcionConGrupos, InscripcionFull, PeriodoUpdate,
+};
+use crate::jobs::model::{CancelOutcome, Job, JobCounts, JobUpdate, NewJob, TaskRef};
+
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+/// Decides what a job step writes once its enrollment attempt has run, given the attempt's
+/// outcome. It runs inside the enrollment transaction, so the job row and the enrollment
+/// commit together.
+pub type StepFinish<'a> =
+    &'a (dyn Fn(&Result<EnrollmentOutcome, DomainError>) -> JobUpdate + Send + Sync);
+
+/// Every read and write the service makes. Methods that change enrollment run as one
+/// transaction each; a returned error means nothing was written.
+#[async_trait]
+pub trait Store: Send + Sync {
+    fn backend(&self) -> Backend;
+
+    /// Runs a trivial query, for health checks.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    // Enrollment.
+
+    /// Enrolls through the synchronous endpoint: an existing inscription is rejected.
+    async fn enroll_sync(
+        &self,
+        request: &EnrollmentRequest,
+        rules: &EnrollmentRules,
+        today: Date,
+    ) -> Result<EnrollmentOutcome, EnrollError>;
+
+    async fn add_group(
+        &self,
+        codigo_inscripcion: &str,
+        codigo_grupo: &str,
+        rules: &EnrollmentRules,
+        today: Date,
+    ) -> Result<EnrollmentOutcome, EnrollError>;
+
+    /// Removes one group from an inscription and frees its seat. The period must be active.
+    async fn drop_group(
+        &self,
+        codigo_inscripcion: &str,
+        codigo_grupo: &str,
+    ) -> Result<Inscripcion, EnrollError>;
+
+    /// Deletes an inscription with its details and frees every seat it held.
+    async fn delete_inscripcion(
+        &self,
+        codigo_inscripcion: &str,
+    ) -> Result<Inscripcion, EnrollError>;
+
+    /// Changes `fecha_inscripcion`, which must lie within the period's dates.
+    async fn update_inscripcion(
+        &self,
+        codigo_inscripcion: &str,
+        fecha_inscripcion: Date,
+    ) -> Result<(), EnrollError>;
+
+    async fn inscripcion(
+        &self,
+        codigo_inscripcion: &str,
+    ) -> Result<Option<InscripcionFull>, StoreError>;
+
+    /// The student's inscriptions, newest first, with each group expanded.
+    async fn inscripciones_by_student(
+        &self,
+        registro_academico: &str,
+    ) -> Result<Vec<InscripcionConGrupos>, StoreError>;
+
+    async fn inscripciones_by_period(
+        &self,
+        codigo_periodo: &str,
+    ) -> Result<Vec<Inscripcion>, StoreError>;
+
+    async fn enrollment_statistics(&self) -> Result<EnrollmentStatistics, StoreError>;
+
+    // Periods.
+
+    /// Creates a period; an existing code is `DUPLICATE_RECORD`, and a second `ACTIVO`
+    /// period is rejected.
+    async fn create_periodo(&self, periodo: &Periodo) -> Result<Periodo, EnrollError>;
+    async fn list_periodos(&self) -> Result<Vec<Periodo>, StoreError>;
+    async fn periodo(&self, codigo_periodo: &str) -> Result<Option<Periodo>, StoreError>;
+    async fn active_periodo(&self) -> Result<Option<Periodo>, StoreError>;
+    async fn update_periodo(
+        &self,
+        codigo_periodo: &str,
+        update: &PeriodoUpdate,
+    ) -> Result<Periodo, EnrollError>;
+    /// Makes the period `ACTIVO` and closes the previously active one, in one transaction.
+    async fn activate_periodo(&self, codigo_periodo: &str) -> Result<Periodo, EnrollError>;
+
+    // Catalog.
+
+    /// Inserts every row of the catalog that does not exist yet, leaving existing rows and
+    /// seat counters untouched, in one transaction.
+    async fn insert_missing(&self, catalog: &Catalog) -> Result<LoadReport, StoreError>;
+
+    // Jobs.
+
+    /// Inserts jobs and their group views in one transaction.
+    async fn enqueue(&self, jobs: &[NewJob]) -> Result<(), StoreError>;
+
+    /// Claims up to `limit` runnable jobs for `owner`: queued jobs whose `run_at` has come,
+    /// and started jobs whose lease expired because their worker died. Sets them `STARTED`,
+    /// counts the attempt and leases them until `now_ms + lease_ms`.
+    async fn claim_jobs(
+        &self,
+        owner: &str,
+        limit: i64,
+        lease_ms: i64,
+        now_ms: i64,
+    ) -> Result<Vec<Job>, StoreError>;
+
+    /// Extends the lease of the owner's running jobs; returns how many it still holds.
+    async fn renew_leases(
+        &self,
+        task_ids: &[String],
+        owner: &str,
+        until_ms: i64,
+    ) -> Result<u64, StoreError>;
+
+    /// Runs one enrollment for a leased job and writes `finish(outcome)` to the job in the
+    /// same transaction. A rejected enrollment rolls back to a savepoint first. Returns
+    /// `Ok(None)` when the lease was lost (the job was cancelled or taken over), in which
+    /// case the enrollment is rolled back too.
+    async fn run_enrollment_step(
+        &self,
+        task_id: &str,
+        owner: &str,
+        request: &EnrollmentRequest,
+        rules: &EnrollmentRules,
+        today: Date,
+        now_ms: i64,
+        finish: StepFinish<'_>,
+    ) -> Result<Option<Result<EnrollmentOutcome, DomainError>>, StoreError>;
+
+    /// Writes a job update if `owner` still holds the lease; returns whether it did.
+    async fn update_job(
+        &self,
+        task_id: &str,
+        owner: &str,
+        update: &JobUpdate,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Puts a leased job back in the queue to run at `run_at_ms`, in state `RETRY`.
+    async fn schedule_retry(
+        &self,
+        task_id: &str,
+        owner: &str,
+        run_at_ms: i64,
+        meta: &serde_json::Value,
+    ) -> Result<bool, StoreError>;
+
+    /// Returns the owner's unfinished jobs to the queue, for a graceful shutdown.
+    async fn release_jobs(&self, owner: &str) -> Result<u64, StoreError>;
+
+    /// Revokes a job that has not finished. A running job's enrollment is then rolled back,
+    /// because its worker loses the lease.
+    async fn cancel_job(&self, task_id: &str, now_ms: i64) -> Result<CancelOutcome, StoreError>;
+
+    /// Resolves a task id or a group view id. Jobs finished before `expired_before_ms` count
+    /// as unknown.
+    async fn find_task(
+        &self,
+        id: &str,
+        expired_before_ms: i64,
+    ) -> Result<Option<TaskRef>, StoreError>;
+
+    async fn job_counts(&self) -> Result<JobCounts, StoreError>;
+
+    /// Deletes jobs that finished before `before_ms`; returns how many.
+    async fn purge_finished_jobs(&self, before_ms: i64) -> Result<u64, StoreError>;
+}

@@ -1,0 +1,491 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! Writes go through a pool of one connection, so writers in this process queue in the pool
+//! (first come, first served) instead of spinning on SQLite's busy handler; reads use a
+//! separate pool and never wait for writers. Other processes on the same file (a separate
+//! `registrar worker`) wait on the busy timeout.
+
+mod catalog;
+mod convert;
+mod jobs;
+mod reads;
+mod tx;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::json;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Sqlite, Transaction};
+use time::Date;
+
+use self::tx::SqliteTx;
+use super::{Backend, StepFinish, Store, StoreError};
+use crate::domain::catalog::{Catalog, LoadReport};
+use crate::domain::enrollment::{
+    EnrollError, EnrollMode, EnrollmentOutcome, EnrollmentRequest, EnrollmentRules, enroll,
+};
+use crate::domain::error::{DomainError, ErrorCode};
+use crate::domain::model::{Inscripcion, PERIODO_ACTIVO, Periodo};
+use crate::domain::views::{
+    EnrollmentStatistics, InscripcionConGrupos, InscripcionFull, PeriodoUpdate,
+};
+use crate::jobs::model::{CancelOutcome, Job, JobCounts, JobUpdate, NewJob, TaskRef};
+
+/// Connection settings for the SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteSettings {
+    pub url: String,
+    pub read_pool_size: u32,
+    pub busy_timeout: Duration,
+}
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    write: SqlitePool,
+    read: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file and applies the migrations.
+    pub async fn connect(settings: &SqliteSettings) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(&settings.url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(settings.busy_timeout);
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&write).await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(settings.read_pool_size.max(1))
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Self { write, read })
+    }
+
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+/// Commits on success; on failure the dropped transaction rolls back.
+async fn finish<T>(
+    tx: Transaction<'static, Sqlite>,
+    result: Result<T, EnrollError>,
+) -> Result<T, EnrollError> {
+    let value = result?;
+    tx.commit().await.map_err(StoreError::from)?;
+    Ok(value)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
+    async fn enroll_sync(
+        &self,
+        request: &EnrollmentRequest,
+        rules: &EnrollmentRules,
+        today: Date,
+    ) -> Result<EnrollmentOutcome, EnrollError> {
+        let mut tx = self.begin_write().await?;
+        let mut etx = SqliteTx { conn: &mut tx };
+        let result = enroll(&mut etx, request, &EnrollMode::RejectExisting, rules, today).await;
+        finish(tx, result).await
+    }
+
+    async fn add_group(
+        &self,
+        codigo_inscripcion: &str,
+        codigo_grupo: &str,
+        rules: &EnrollmentRules,
+        today: Date,
+    ) -> Result<EnrollmentOutcome, EnrollError> {
+        let mut tx = self.begin_write().await?;
+        let inscripcion = self::reads::inscripcion_row(&mut tx, codigo_inscripcion)
+            .await?
+            .ok_or_else(|| DomainError::inscripcion_not_found(codigo_inscripcion))?;
+        let request = EnrollmentRequest {
+            registro_academico: inscripcion.registro_academico,
+            codigo_periodo: inscripcion.codigo_periodo,
+            grupos: vec![codigo_grupo.to_owned()],
+        };
+        let mode = EnrollMode::AddToInscripcion {
+            codigo_inscripcion: codigo_inscripcion.to_owned(),
+        };
+        let mut etx = SqliteTx { conn: &mut tx };
+        let result = enroll(&mut etx, &request, &mode, rules, today).await;
+        finish(tx, result).await
+    }
+
+    async fn drop_group(
+        &self,
+        codigo_inscripcion: &str,
+        codigo_grupo: &str,
+    ) -> Result<Inscripcion, EnrollError> {
+        let mut tx = self.begin_write().await?;
+        let result = async {
+            let inscripcion = self::reads::inscripcion_row(&mut tx, codigo_inscripcion)
+                .await?
+                .ok_or_else(|| DomainError::detalle_not_found(codigo_inscripcion, codigo_grupo))?;
+            let periodo = self::reads::periodo_row(&mut tx, &inscripcion.codigo_periodo).await?;
+            if let Some(periodo) = periodo.filter(|p| !p.is_active()) {
+                return Err(DomainError::periodo_inactivo(
+                    &periodo.codigo_periodo,
+                    periodo.estado.as_deref(),
+                )
+                .into());
+            }
+            let deleted = sqlx::query(
+                "DELETE FROM detalle_inscripcion WHERE codigo_inscripcion = $1 AND codigo_grupo = $2",
+            )
+            .bind(codigo_inscripcion)
+            .bind(codigo_grupo)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from)?;
+            if deleted.rows_affected() == 0 {
+                return Err(DomainError::detalle_not_found(codigo_inscripcion, codigo_grupo).into());
+            }
+            sqlx::query(
+                "UPDATE grupo SET inscritos_actuales = inscritos_actuales - 1 WHERE codigo_grupo = $1",
+            )
+            .bind(codigo_grupo)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from)?;
+            Ok(inscripcion)
+        }
+        .await;
+        finish(tx, result).await
+    }
+
+    async fn delete_inscripcion(
+        &self,
+        codigo_inscripcion: &str,
+    ) -> Result<Inscripcion, EnrollError> {
+        let mut tx = self.begin_write().await?;
+        let result = async {
+            let inscripcion = self::reads::inscripcion_row(&mut tx, codigo_inscripcion)
+                .await?
+                .ok_or_else(|| DomainError::inscripcion_not_found(codigo_inscripcion))?;
+            sqlx::query(
+                "UPDATE grupo SET inscritos_actuales = inscritos_actuales - 1 WHERE codigo_grupo IN \
+                 (SELECT codigo_grupo FROM detalle_inscripcion WHERE codigo_inscripcion = $1)",
+            )
+            .bind(codigo_inscripcion)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from)?;
+            sqlx::query("DELETE FROM detalle_inscripcion WHERE codigo_inscripcion = $1")
+                .bind(codigo_inscripcion)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from)?;
+            sqlx::query("DELETE FROM inscripcion WHERE codigo_inscripcion = $1")
+                .bind(codigo_inscripcion)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from)?;
+            Ok(inscripcion)
+        }
+        .await;
+        finish(tx, result).await
+    }
+
+    async fn update_inscripcion(
+        &self,
+        codigo_inscripcion: &str,
+        fecha_inscripcion: Date,
+    ) -> Result<(), EnrollError> {
+        let mut tx = self.begin_write().await?;
+        let result = async {
+            let inscripcion = self::reads::inscripcion_row(&mut tx, codigo_inscripcion)
+                .await?
+                .ok_or_else(|| DomainError::inscripcion_not_found(codigo_inscripcion))?;
+            if let Some(periodo) =
+                self::reads::periodo_row(&mut tx, &inscripcion.codigo_periodo).await?
+            {
+                crate::domain::periodo::check_fecha_in_periodo(&periodo, fecha_inscripcion)?;
+            }
+            sqlx::query(
+                "UPDATE inscripcion SET fecha_inscripcion = $1 WHERE codigo_inscripcion = $2",
+            )
+            .bind(fecha_inscripcion.to_string())
+            .bind(codigo_inscripcion)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from)?;
+            Ok(())
+        }
+        .await;
+        finish(tx, result).await
+    }
+
+    async fn inscripcion(
+        &self,
+        codigo_inscripcion: &str,
+    ) -> Result<Option<InscripcionFull>, StoreError> {
+        self.inscripcion_full(codigo_inscripcion).await
+    }
+
+    async fn inscripciones_by_student(
+        &self,
+        registro_academico: &str,
+    ) -> Result<Vec<InscripcionConGrupos>, StoreError> {
+        self.student_inscripciones(registro_academico).await
+    }
+
+    async fn inscripciones_by_period(
+        &self,
+        codigo_periodo: &str,
+    ) -> Result<Vec<Inscripcion>, StoreError> {
+        self.period_inscripciones(codigo_periodo).await
+    }
+
+    async fn enrollment_statistics(&self) -> Result<EnrollmentStatistics, StoreError> {
+        self.statistics().await
+    }
+
+    async fn create_periodo(&self, periodo: &Periodo) -> Result<Periodo, EnrollError> {
+        let mut tx = self.begin_write().await?;
+        let result = async {
+            if self::reads::periodo_row(&mut tx, &periodo.codigo_periodo)
+                .await?
+                .is_some()
+            {
+                return Err(duplicate_periodo(&periodo.codigo_periodo).into());
+            }
+            if periodo.is_active() {
+                reject_second_active(&mut tx, &periodo.codigo_periodo).await?;
+            }
+            sqlx::query(
+                "INSERT INTO periodo_academico (codigo_periodo, semestre, fecha_inicio, fecha_fin, \
+                 estado) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&periodo.codigo_periodo)
+            .bind(&periodo.semestre)
+            .bind(periodo.fecha_inicio.map(|d| d.to_string()))
+            .bind(periodo.fecha_fin.map(|d| d.to_string()))
+            .bind(&periodo.estado)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from)?;
+            Ok(periodo.clone())
+        }
+        .await;
+        finish(tx, result).await
+    }
+
+    async fn list_periodos(&self) -> Result<Vec<Periodo>, StoreError> {
+        self.all_periodos().await
+    }
+
+    async fn periodo(&self, codigo_periodo: &str) -> Result<Option<Periodo>, StoreError> {
+        let mut conn = self.read.acquire().await?;
+        self::reads::periodo_row(&mut conn, codigo_periodo).await
+    }
+
+    async fn active_periodo(&self) -> Result<Option<Periodo>, StoreError> {
+        self.find_active_periodo().await
+    }
+
+    async fn update_periodo(
+        &self,
+        codigo_periodo: &str,
+        update: &PeriodoUpdate,
+    ) -> Result<Periodo, EnrollError> {
+        let mut tx = self.begin_write().await?;
+        let result = async {
+            let current = self::reads::periodo_row(&mut tx, codigo_periodo)
+                .await?
+                .ok_or_else(|| DomainError::periodo_not_found(codigo_periodo))?;
+            let updated = crate::domain::periodo::apply_update(current, update)?;
+            if updated.is_active() {
+                reject_second_active(&mut tx, codigo_periodo).await?;
+            }
+            sqlx::query(
+                "UPDATE periodo_academico SET semestre = $1, fecha_inicio = $2, fecha_fin = $3, \
+                 estado = $4 WHERE codigo_periodo = $5",
+            )
+            .bind(&updated.semestre)
+            .bind(updated.fecha_inicio.map(|d| d.to_string()))
+            .bind(updated.fecha_fin.map(|d| d.to_string()))
+            .bind(&updated.estado)
+            .bind(codigo_periodo)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from)?;
+            Ok(updated)
+        }
+        .await;
+        finish(tx, result).await
+    }
+
+    async fn activate_periodo(&self, codigo_periodo: &str) -> Result<Periodo, EnrollError> {
+        let mut tx = self.begin_write().await?;
+        let result = async {
+            let mut periodo = self::reads::periodo_row(&mut tx, codigo_periodo)
+                .await?
+                .ok_or_else(|| DomainError::periodo_not_found(codigo_periodo))?;
+            sqlx::query(
+                "UPDATE periodo_academico SET estado = 'CERRADO' \
+                 WHERE estado = 'ACTIVO' AND codigo_periodo <> $1",
+            )
+            .bind(codigo_periodo)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from)?;
+            sqlx::query("UPDATE periodo_academico SET estado = 'ACTIVO' WHERE codigo_periodo = $1")
+                .bind(codigo_periodo)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from)?;
+            periodo.estado = Some(PERIODO_ACTIVO.to_owned());
+            Ok(periodo)
+        }
+        .await;
+        finish(tx, result).await
+    }
+
+    async fn insert_missing(&self, catalog: &Catalog) -> Result<LoadReport, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let report = self::catalog::insert_missing(&mut tx, catalog).await?;
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    async fn enqueue(&self, jobs: &[NewJob]) -> Result<(), StoreError> {
+        self.insert_jobs(jobs).await
+    }
+
+    async fn claim_jobs(
+        &self,
+        owner: &str,
+        limit: i64,
+        lease_ms: i64,
+        now_ms: i64,
+    ) -> Result<Vec<Job>, StoreError> {
+        self.claim(owner, limit, lease_ms, now_ms).await
+    }
+
+    async fn renew_leases(
+        &self,
+        task_ids: &[String],
+        owner: &str,
+        until_ms: i64,
+    ) -> Result<u64, StoreError> {
+        self.renew(task_ids, owner, until_ms).await
+    }
+
+    async fn run_enrollment_step(
+        &self,
+        task_id: &str,
+        owner: &str,
+        request: &EnrollmentRequest,
+        rules: &EnrollmentRules,
+        today: Date,
+        now_ms: i64,
+        finish: StepFinish<'_>,
+    ) -> Result<Option<Result<EnrollmentOutcome, DomainError>>, StoreError> {
+        self.enrollment_step(task_id, owner, request, rules, today, now_ms, finish)
+            .await
+    }
+
+    async fn update_job(
+        &self,
+        task_id: &str,
+        owner: &str,
+        update: &JobUpdate,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let written = self::jobs::write_update(&mut tx, task_id, owner, update, now_ms).await?;
+        tx.commit().await?;
+        Ok(written)
+    }
+
+    async fn schedule_retry(
+        &self,
+        task_id: &str,
+        owner: &str,
+        run_at_ms: i64,
+        meta: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        self.retry_later(task_id, owner, run_at_ms, meta).await
+    }
+
+    async fn release_jobs(&self, owner: &str) -> Result<u64, StoreError> {
+        self.release(owner).await
+    }
+
+    async fn cancel_job(&self, task_id: &str, now_ms: i64) -> Result<CancelOutcome, StoreError> {
+        self.cancel(task_id, now_ms).await
+    }
+
+    async fn find_task(
+        &self,
+        id: &str,
+        expired_before_ms: i64,
+    ) -> Result<Option<TaskRef>, StoreError> {
+        self.lookup_task(id, expired_before_ms).await
+    }
+
+    async fn job_counts(&self) -> Result<JobCounts, StoreError> {
+        self.count_jobs().await
+    }
+
+    async fn purge_finished_jobs(&self, before_ms: i64) -> Result<u64, StoreError> {
+        self.purge(before_ms).await
+    }
+}
+
+fn duplicate_periodo(codigo_periodo: &str) -> DomainError {
+    DomainError::new(
+        ErrorCode::DuplicateRecord,
+        format!("El periodo académico {codigo_periodo} ya existe"),
+        json!({ "codigo_periodo": codigo_periodo }),
+    )
+}
+
+/// Rejects making `codigo_periodo` ACTIVO while another period is: activation goes through
+/// the `activar` endpoint, which closes the other period in the same transaction.
+async fn reject_second_active(
+    tx: &mut Transaction<'static, Sqlite>,
+    codigo_periodo: &str,
+) -> Result<(), EnrollError> {
+    let other: Option<String> = sqlx::query_scalar(
+        "SELECT codigo_periodo FROM periodo_academico WHERE estado = 'ACTIVO' AND codigo_periodo <> $1",
+    )
+    .bind(codigo_periodo)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(StoreError::from)?;
+    match other {
+        Some(other) => Err(DomainError::new(
+            ErrorCode::DuplicateRecord,
+            format!(
+                "El periodo {other} ya está ACTIVO; use POST /api/v1/periodos/{codigo_periodo}/activar \
+                 para activar este y cerrar aquel"
+            ),
+            json!({ "codigo_periodo": codigo_periodo, "periodo_activo": other }),
+        )
+        .into()),
+        None => Ok(()),
+    }
+}

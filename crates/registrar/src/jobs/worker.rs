@@ -449,11 +449,7 @@ impl Pool {
 }
 
 fn progress_meta(total: usize, processed: usize, successful: usize, failed: usize) -> Value {
-    let progress = if total == 0 {
-        100
-    } else {
-        processed * 100 / total
-    };
+    let progress = (processed * 100).checked_div(total).unwrap_or(100);
     json!({
         "message": format!("Procesando {processed} de {total}"),
         "total": total,

@@ -157,6 +157,10 @@ pub trait Store: Send + Sync {
     /// same transaction. A rejected enrollment rolls back to a savepoint first. Returns
     /// `Ok(None)` when the lease was lost (the job was cancelled or taken over), in which
     /// case the enrollment is rolled back too.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "each argument is a distinct input of one transaction"
+    )]
     async fn run_enrollment_step(
         &self,
         task_id: &str,

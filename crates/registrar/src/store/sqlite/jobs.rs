@@ -250,11 +250,10 @@ impl SqliteStore {
         let found = match row {
             Some(row) => Some(TaskRef::Job(job_from_row(&row)?)),
             None => {
-                let sql = format!(
+                let row = sqlx::query(
                     "SELECT v.codigo_grupo AS view_grupo, j.* FROM job_group_view v \
-                     JOIN job j ON j.task_id = v.task_id WHERE v.view_id = $1"
-                );
-                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                     JOIN job j ON j.task_id = v.task_id WHERE v.view_id = $1",
+                )
                     .bind(id)
                     .fetch_optional(&mut *conn)
                     .await?;

@@ -9,6 +9,7 @@ use tracing::info;
 use crate::config::{Config, redact_url};
 use crate::jobs::worker::{self, WorkerSettings, Workers};
 use crate::seed::demo_catalog;
+use crate::shared_state::RedisHandle;
 use crate::store::sqlite::{SqliteSettings, SqliteStore};
 use crate::store::{Store, StoreError};
 
@@ -27,6 +28,20 @@ pub async fn connect_store(config: &Config) -> Result<Arc<dyn Store>, StoreError
         busy_timeout: Duration::from_secs(config.database_acquire_timeout),
     };
     Ok(Arc::new(SqliteStore::connect(&settings).await?))
+}
+
+/// Creates the Redis handle when `REDIS_URL` is set.
+pub fn connect_redis(config: &Config) -> Result<Option<RedisHandle>, redis::RedisError> {
+    let Some(url) = &config.redis_url else {
+        return Ok(None);
+    };
+    let handle = RedisHandle::connect(
+        url,
+        Duration::from_millis(config.redis_connect_timeout_ms),
+        Duration::from_millis(config.redis_response_timeout_ms),
+    )?;
+    info!(redis_url = %handle.display_url(), "Redis configured");
+    Ok(Some(handle))
 }
 
 /// Loads the demo catalog, keeping rows that exist; returns how many rows it added.

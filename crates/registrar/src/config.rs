@@ -25,6 +25,12 @@ pub struct Config {
     /// Milliseconds a PostgreSQL statement may run before the server cancels it.
     pub database_statement_timeout_ms: u64,
     pub redis_url: Option<String>,
+    /// Milliseconds to wait for a Redis connection.
+    pub redis_connect_timeout_ms: u64,
+    /// Milliseconds to wait for a Redis reply.
+    pub redis_response_timeout_ms: u64,
+    /// Origins allowed by CORS, comma-separated; `*` allows any origin without credentials.
+    pub allowed_origins: String,
     pub app_name: String,
     pub log_level: String,
     pub log_format: LogFormat,
@@ -70,6 +76,9 @@ impl Default for Config {
             database_acquire_timeout: 10,
             database_statement_timeout_ms: 30_000,
             redis_url: None,
+            redis_connect_timeout_ms: 2_000,
+            redis_response_timeout_ms: 1_000,
+            allowed_origins: "*".to_owned(),
             app_name: "Inscription Microservice".to_owned(),
             log_level: "info".to_owned(),
             log_format: LogFormat::Json,

@@ -9,5 +9,6 @@ pub mod domain;
 pub mod http;
 pub mod jobs;
 pub mod seed;
+pub mod shared_state;
 pub mod store;
 pub mod telemetry;

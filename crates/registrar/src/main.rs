@@ -99,7 +99,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let addr = bind.unwrap_or_else(|| config.bind_addr());
             let listener = tokio::net::TcpListener::bind(addr).await?;
             info!(address = %listener.local_addr()?, "listening");
-            let state = AppState::new(store, Arc::new(config), workers);
+            let redis = app::connect_redis(&config)?;
+            let state = AppState::new(store, Arc::new(config), workers).with_redis(redis);
             let server_shutdown = shutdown.clone();
             http::serve(listener, http::app(state), async move {
                 app::shutdown_signal().await;

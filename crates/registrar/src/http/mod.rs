@@ -17,12 +17,15 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::HeaderValue;
 use axum::routing::{delete, get, post};
 use tower::Layer;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
 
 use crate::config::Config;
 use crate::jobs::worker::Workers;
+use crate::shared_state::RedisHandle;
 use crate::store::Store;
 
 pub use middleware::RequestContext;
@@ -36,6 +39,7 @@ pub struct AppState {
     pub workers: Option<Arc<Workers>>,
     pub started_at: Instant,
     pub counters: Arc<Counters>,
+    pub redis: Option<RedisHandle>,
 }
 
 /// Request counters behind `/metrics`.
@@ -53,7 +57,13 @@ impl AppState {
             workers,
             started_at: Instant::now(),
             counters: Arc::new(Counters::default()),
+            redis: None,
         }
+    }
+
+    pub fn with_redis(mut self, redis: Option<RedisHandle>) -> Self {
+        self.redis = redis;
+        self
     }
 
     /// Wakes this process's workers after an enqueue.
@@ -117,12 +127,29 @@ pub fn app(state: AppState) -> NormalizePath<Router> {
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(cors_layer(&state.config.allowed_origins))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::envelope_and_ids,
         ))
         .with_state(state);
     NormalizePathLayer::trim_trailing_slash().layer(router)
+}
+
+/// CORS from `ALLOWED_ORIGINS`: `*` allows any origin and never sends credentials; a list
+/// allows those origins only.
+fn cors_layer(allowed: &str) -> CorsLayer {
+    let layer = CorsLayer::new().allow_methods(Any).allow_headers(Any);
+    if allowed.trim() == "*" {
+        return layer.allow_origin(Any);
+    }
+    let origins: Vec<HeaderValue> = allowed
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    layer.allow_origin(AllowOrigin::list(origins))
 }
 
 /// Serves `app` on `listener` until `shutdown` completes.

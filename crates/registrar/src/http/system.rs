@@ -31,18 +31,40 @@ pub async fn root(State(state): State<AppState>) -> axum::Json<Value> {
     }))
 }
 
+/// Reports Redis as `healthy`, `unreachable`, or `not_configured`.
+async fn redis_component(state: &AppState) -> &'static str {
+    match &state.redis {
+        None => "not_configured",
+        Some(redis) => match redis.ping().await {
+            Ok(()) => "healthy",
+            Err(e) => {
+                tracing::warn!(error = %e, redis_url = redis.display_url(), "health check: Redis unreachable");
+                "unreachable"
+            }
+        },
+    }
+}
+
 pub async fn health(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let database = state.store.ping().await;
+    let redis_state = redis_component(&state).await;
     let workers = if state.workers.is_some() {
         "running"
     } else {
         "none_in_process"
     };
+    // Redis holds caches and shared counters, so without it the service still enrolls
+    // correctly: it reports itself degraded, not down.
+    let status = if redis_state == "unreachable" {
+        "degraded"
+    } else {
+        "healthy"
+    };
     match database {
         Ok(()) => Ok((
             StatusCode::OK,
             axum::Json(json!({
-                "status": "healthy",
+                "status": status,
                 "database": "connected",
                 "version": VERSION,
                 "mode": "asynchronous",
@@ -50,6 +72,7 @@ pub async fn health(State(state): State<AppState>) -> Result<impl IntoResponse, 
                 "components": {
                     "database": "healthy",
                     "backend": state.store.backend().as_str(),
+                    "redis": redis_state,
                     "workers": workers,
                     "logging": "operational",
                     "middlewares": "operational",
@@ -63,7 +86,12 @@ pub async fn health(State(state): State<AppState>) -> Result<impl IntoResponse, 
                 "The database is unreachable",
                 json!({
                     "status": "unhealthy",
-                    "components": { "database": "error", "workers": workers, "logging": "operational" },
+                    "components": {
+                        "database": "error",
+                        "redis": redis_state,
+                        "workers": workers,
+                        "logging": "operational",
+                    },
                 }),
             ))
         }

@@ -21,8 +21,15 @@ use tokio_util::sync::CancellationToken;
 /// Where a test's database lives.
 #[derive(Debug, Clone)]
 pub enum TestDb {
-    Sqlite { url: String, path: PathBuf },
-    Postgres { url: String, admin_url: String, name: String },
+    Sqlite {
+        url: String,
+        path: PathBuf,
+    },
+    Postgres {
+        url: String,
+        admin_url: String,
+        name: String,
+    },
 }
 
 impl TestDb {
@@ -99,8 +106,12 @@ fn template() -> &'static str {
                         let name = format!("registrar_tpl_{}", unique_suffix());
                         create_pg_database(&base, &name, None).await;
                         let config = base_config(&with_database(&base, &name));
-                        let store = registrar::app::connect_store(&config).await.expect("connect");
-                        registrar::app::seed_demo(store.as_ref()).await.expect("seed");
+                        let store = registrar::app::connect_store(&config)
+                            .await
+                            .expect("connect");
+                        registrar::app::seed_demo(store.as_ref())
+                            .await
+                            .expect("seed");
                         drop(store);
                         name
                     }
@@ -110,8 +121,12 @@ fn template() -> &'static str {
                         let golden = dir.join("template.db");
                         let url = format!("sqlite://{}", work.display());
                         let config = base_config(&url);
-                        let store = registrar::app::connect_store(&config).await.expect("connect");
-                        registrar::app::seed_demo(store.as_ref()).await.expect("seed");
+                        let store = registrar::app::connect_store(&config)
+                            .await
+                            .expect("connect");
+                        registrar::app::seed_demo(store.as_ref())
+                            .await
+                            .expect("seed");
                         drop(store);
                         let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("open");
                         let into = format!("VACUUM INTO '{}'", golden.display());
@@ -129,7 +144,9 @@ fn template() -> &'static str {
 
 async fn create_pg_database(base: &str, name: &str, template: Option<&str>) {
     let admin = with_database(base, "postgres");
-    let mut conn = sqlx::PgConnection::connect(&admin).await.expect("admin connection");
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .expect("admin connection");
     let sql = match template {
         Some(t) => format!("CREATE DATABASE {name} TEMPLATE {t}"),
         None => format!("CREATE DATABASE {name}"),
@@ -172,6 +189,9 @@ pub fn test_config(db: &TestDb) -> Config {
         task_retry_delay: 0.05,
         task_retry_backoff_max: 0.5,
         shutdown_grace_seconds: 5,
+        redis_url: std::env::var("TEST_REDIS_URL")
+            .ok()
+            .filter(|u| !u.is_empty()),
         ..base_config(db.url())
     }
 }
@@ -202,7 +222,9 @@ impl TestApp {
 
     /// Starts a server on an existing database, with or without in-process workers.
     pub async fn start(db: TestDb, config: Config, with_workers: bool) -> Self {
-        let store = registrar::app::connect_store(&config).await.expect("connect store");
+        let store = registrar::app::connect_store(&config)
+            .await
+            .expect("connect store");
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
         let workers = if with_workers {
@@ -213,14 +235,22 @@ impl TestApp {
         } else {
             None
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let state = AppState::new(store.clone(), Arc::new(config.clone()), workers);
+        let redis = registrar::app::connect_redis(&config).expect("redis client");
+        let state =
+            AppState::new(store.clone(), Arc::new(config.clone()), workers).with_redis(redis);
         let stop = shutdown.clone();
         tasks.push(tokio::spawn(async move {
-            http::serve(listener, http::app(state), async move { stop.cancelled().await })
-                .await
-                .expect("serve");
+            http::serve(
+                listener,
+                http::app(state),
+                async move { stop.cancelled().await },
+            )
+            .await
+            .expect("serve");
         }));
         Self {
             base,
@@ -266,7 +296,12 @@ impl TestApp {
     }
 
     pub async fn delete(&self, path: &str) -> (u16, Value) {
-        let response = self.client.delete(self.url(path)).send().await.expect("DELETE");
+        let response = self
+            .client
+            .delete(self.url(path))
+            .send()
+            .await
+            .expect("DELETE");
         read(response).await
     }
 
@@ -324,7 +359,10 @@ impl TestApp {
     /// Enqueues and waits; returns the request-level job's status object.
     pub async fn enroll(&self, ra: &str, periodo: &str, grupos: &[&str]) -> Value {
         let response = self.enqueue(ra, periodo, grupos).await;
-        let main = response["main_task_id"].as_str().expect("main_task_id").to_owned();
+        let main = response["main_task_id"]
+            .as_str()
+            .expect("main_task_id")
+            .to_owned();
         let mut done = self.wait_terminal(&[main], Duration::from_secs(30)).await;
         done.remove(0)
     }
@@ -367,12 +405,16 @@ pub fn drop_database(db: &TestDb) {
                 let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
             }
         }
-        TestDb::Postgres { admin_url, name, .. } => {
+        TestDb::Postgres {
+            admin_url, name, ..
+        } => {
             run_detached(move || {
                 Box::pin(async move {
                     if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
                         let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                        let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await;
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
+                            .execute(&mut conn)
+                            .await;
                     }
                 })
             });
@@ -395,11 +437,17 @@ pub async fn scalar(db: &TestDb, sql: &'static str) -> i64 {
     match db {
         TestDb::Sqlite { url, .. } => {
             let mut conn = sqlx::SqliteConnection::connect(url).await.expect("open");
-            sqlx::query_scalar(sql).fetch_one(&mut conn).await.expect(sql)
+            sqlx::query_scalar(sql)
+                .fetch_one(&mut conn)
+                .await
+                .expect(sql)
         }
         TestDb::Postgres { url, .. } => {
             let mut conn = sqlx::PgConnection::connect(url).await.expect("open");
-            sqlx::query_scalar(sql).fetch_one(&mut conn).await.expect(sql)
+            sqlx::query_scalar(sql)
+                .fetch_one(&mut conn)
+                .await
+                .expect(sql)
         }
     }
 }
@@ -408,11 +456,19 @@ pub async fn scalar_bind(db: &TestDb, sql: &'static str, arg: &str) -> i64 {
     match db {
         TestDb::Sqlite { url, .. } => {
             let mut conn = sqlx::SqliteConnection::connect(url).await.expect("open");
-            sqlx::query_scalar(sql).bind(arg).fetch_one(&mut conn).await.expect(sql)
+            sqlx::query_scalar(sql)
+                .bind(arg)
+                .fetch_one(&mut conn)
+                .await
+                .expect(sql)
         }
         TestDb::Postgres { url, .. } => {
             let mut conn = sqlx::PgConnection::connect(url).await.expect("open");
-            let value: i32 = sqlx::query_scalar(sql).bind(arg).fetch_one(&mut conn).await.expect(sql);
+            let value: i32 = sqlx::query_scalar(sql)
+                .bind(arg)
+                .fetch_one(&mut conn)
+                .await
+                .expect(sql);
             i64::from(value)
         }
     }
@@ -502,7 +558,10 @@ async fn assert_no_schedule_overlap(db: &TestDb) {
         TestDb::Postgres { url, .. } => {
             let sql = base
                 .replace("{days}", "array_to_json(h.dias_semana)::text")
-                .replace("h.hora_inicio, h.hora_fin", "h.hora_inicio::text, h.hora_fin::text");
+                .replace(
+                    "h.hora_inicio, h.hora_fin",
+                    "h.hora_inicio::text, h.hora_fin::text",
+                );
             let mut conn = sqlx::PgConnection::connect(url).await.expect("open");
             sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .fetch_all(&mut conn)

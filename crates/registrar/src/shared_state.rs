@@ -1,0 +1,52 @@
+//! The process's one Redis connection, for state that every process must share at memory
+//! speed. It reconnects by itself after Redis restarts.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::config::redact_url;
+
+#[derive(Clone)]
+pub struct RedisHandle {
+    manager: ConnectionManager,
+    url: String,
+}
+
+impl RedisHandle {
+    /// Creates the connection manager without waiting for Redis, so that a process starts
+    /// while Redis is down; the first command then connects, and `/health` reports the state.
+    pub fn connect(
+        url: &str,
+        connect_timeout: Duration,
+        response_timeout: Duration,
+    ) -> Result<Self, redis::RedisError> {
+        let client = redis::Client::open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(connect_timeout))
+            .set_response_timeout(Some(response_timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let manager = ConnectionManager::new_lazy_with_config(client, config)?;
+        Ok(Self {
+            manager,
+            url: redact_url(url),
+        })
+    }
+
+    /// A clone of the shared manager; clones multiplex over one connection.
+    pub fn connection(&self) -> ConnectionManager {
+        self.manager.clone()
+    }
+
+    pub async fn ping(&self) -> Result<(), redis::RedisError> {
+        let mut conn = self.manager.clone();
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        Ok(())
+    }
+
+    /// The URL with its password masked, for logs.
+    pub fn display_url(&self) -> &str {
+        &self.url
+    }
+}

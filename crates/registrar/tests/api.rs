@@ -11,9 +11,15 @@ use serde_json::{Value, json};
 fn assert_envelope(body: &Value, code: &str, path: &str) {
     assert_eq!(body["error"], true, "{body}");
     assert_eq!(body["error_code"], code, "{body}");
-    assert!(body["message"].is_string(), "message must be a string: {body}");
+    assert!(
+        body["message"].is_string(),
+        "message must be a string: {body}"
+    );
     assert!(body["details"].is_object(), "{body}");
-    assert!(body["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')), "{body}");
+    assert!(
+        body["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{body}"
+    );
     assert_eq!(body["path"], path, "{body}");
     assert!(body["request_id"].is_string(), "{body}");
 }
@@ -30,14 +36,38 @@ async fn invalid_bodies_name_the_field() {
     let path = "/api/v1/queue/inscripciones/async-by-groups";
     let long = "X".repeat(21);
     let cases: Vec<(Value, &str)> = vec![
-        (json!({ "registro_academico": "EST001", "codigo_periodo": "2024-2", "grupos": [] }), "body -> grupos"),
-        (json!({ "registro_academico": "EST001", "codigo_periodo": "2024-2", "grupos": ["A", "A"] }), "body -> grupos -> 1"),
-        (json!({ "registro_academico": " ", "codigo_periodo": "2024-2", "grupos": ["A"] }), "body -> registro_academico"),
-        (json!({ "registro_academico": long, "codigo_periodo": "2024-2", "grupos": ["A"] }), "body -> registro_academico"),
-        (json!({ "registro_academico": "EST001", "codigo_periodo": "2024-2", "grupos": ["A", 7] }), "body -> grupos -> 1"),
-        (json!({ "registro_academico": 5, "codigo_periodo": "2024-2", "grupos": ["A"] }), "body -> registro_academico"),
-        (json!({ "registro_academico": "EST001", "grupos": ["A"] }), "body -> codigo_periodo"),
-        (json!({ "registro_academico": "EST001", "codigo_periodo": "2024-2", "grupos": ["A", "B", "C", "D", "E", "F", "G", "H", "I"] }), "body -> grupos"),
+        (
+            json!({ "registro_academico": "EST001", "codigo_periodo": "2024-2", "grupos": [] }),
+            "body -> grupos",
+        ),
+        (
+            json!({ "registro_academico": "EST001", "codigo_periodo": "2024-2", "grupos": ["A", "A"] }),
+            "body -> grupos -> 1",
+        ),
+        (
+            json!({ "registro_academico": " ", "codigo_periodo": "2024-2", "grupos": ["A"] }),
+            "body -> registro_academico",
+        ),
+        (
+            json!({ "registro_academico": long, "codigo_periodo": "2024-2", "grupos": ["A"] }),
+            "body -> registro_academico",
+        ),
+        (
+            json!({ "registro_academico": "EST001", "codigo_periodo": "2024-2", "grupos": ["A", 7] }),
+            "body -> grupos -> 1",
+        ),
+        (
+            json!({ "registro_academico": 5, "codigo_periodo": "2024-2", "grupos": ["A"] }),
+            "body -> registro_academico",
+        ),
+        (
+            json!({ "registro_academico": "EST001", "grupos": ["A"] }),
+            "body -> codigo_periodo",
+        ),
+        (
+            json!({ "registro_academico": "EST001", "codigo_periodo": "2024-2", "grupos": ["A", "B", "C", "D", "E", "F", "G", "H", "I"] }),
+            "body -> grupos",
+        ),
     ];
     for (body, field) in cases {
         let (status, response) = app.post(path, &body).await;
@@ -49,20 +79,28 @@ async fn invalid_bodies_name_the_field() {
     let (status, response) = app.post_raw(path, "{\"registro_academico\": ").await;
     assert_eq!(status, 422);
     assert_envelope(&response, "VALIDATION_ERROR", path);
-    assert_eq!(response["details"]["validation_errors"][0]["type"], "json_invalid");
+    assert_eq!(
+        response["details"]["validation_errors"][0]["type"],
+        "json_invalid"
+    );
 
     let (status, response) = app.post_raw(path, "").await;
     assert_eq!(status, 422);
     assert_eq!(first_field(&response), "body");
 
-    assert_eq!(app.count("SELECT COUNT(*) FROM job").await, 0, "nothing was queued");
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM job").await,
+        0,
+        "nothing was queued"
+    );
 }
 
 #[tokio::test]
 async fn oversized_body_gets_413() {
     let app = TestApp::spawn_with(|c| c.max_body_bytes = 1024).await;
     let grupos: Vec<String> = (0..200).map(|i| format!("G{i:05}")).collect();
-    let body = json!({ "registro_academico": "EST001", "codigo_periodo": "2024-2", "grupos": grupos });
+    let body =
+        json!({ "registro_academico": "EST001", "codigo_periodo": "2024-2", "grupos": grupos });
     let path = "/api/v1/queue/inscripciones/async-by-groups";
     let (status, response) = app.post(path, &body).await;
     assert_eq!(status, 413);
@@ -125,7 +163,9 @@ async fn ids_are_echoed_or_generated() {
         .send()
         .await
         .expect("GET");
-    let correlation = response.headers()["x-correlation-id"].to_str().expect("ascii");
+    let correlation = response.headers()["x-correlation-id"]
+        .to_str()
+        .expect("ascii");
     assert!(correlation.starts_with("corr_"), "{correlation}");
     let request_id = response.headers()["x-request-id"].to_str().expect("ascii");
     assert_eq!(request_id.len(), 8);
@@ -159,12 +199,17 @@ async fn unknown_task_is_not_found() {
     assert_eq!(status, 200);
     assert_eq!(body[0]["status"], "NOT_FOUND");
 
-    let (status, body) = app.post("/api/v1/queue/tasks/status/multiple", &json!(id)).await;
+    let (status, body) = app
+        .post("/api/v1/queue/tasks/status/multiple", &json!(id))
+        .await;
     assert_eq!(status, 200, "a bare string is read as one id");
     assert_eq!(body[0]["task_id"], id);
 
     let (status, body) = app
-        .post("/api/v1/queue/tasks/status/multiple", &json!({ "ids": [id] }))
+        .post(
+            "/api/v1/queue/tasks/status/multiple",
+            &json!({ "ids": [id] }),
+        )
         .await;
     assert_eq!(status, 422, "{body}");
 
@@ -180,7 +225,10 @@ async fn queued_task_can_be_cancelled_once() {
     let app = TestApp::start(db, config, false).await;
     let queued = app.enqueue("EST001", "2024-2", &["G-ELC102-E"]).await;
     let main = queued["main_task_id"].as_str().expect("main").to_owned();
-    let view = queued["group_tasks"][0]["task_id"].as_str().expect("view").to_owned();
+    let view = queued["group_tasks"][0]["task_id"]
+        .as_str()
+        .expect("view")
+        .to_owned();
 
     let (status, body) = app.get(&format!("/api/v1/queue/tasks/{view}/status")).await;
     assert_eq!(status, 200);
@@ -217,7 +265,11 @@ async fn cancel_requires_admin_token_when_set() {
         .send()
         .await
         .expect("DELETE");
-    assert_eq!(response.status(), 404, "authorised, and the task is unknown");
+    assert_eq!(
+        response.status(),
+        404,
+        "authorised, and the task is unknown"
+    );
 }
 
 #[tokio::test]
@@ -240,7 +292,10 @@ async fn periods_create_update_and_activate() {
     assert_eq!(status, 409, "{body}");
 
     let (status, body) = app
-        .put("/api/v1/periodos/2-2025", &json!({ "fecha_fin": "2025-07-01" }))
+        .put(
+            "/api/v1/periodos/2-2025",
+            &json!({ "fecha_fin": "2025-07-01" }),
+        )
         .await;
     assert_eq!(status, 422, "{body}");
     let (status, body) = app
@@ -248,22 +303,30 @@ async fn periods_create_update_and_activate() {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["semestre"], "II/2025");
-    assert_eq!(body["fecha_inicio"], "2025-08-01", "absent fields keep their value");
+    assert_eq!(
+        body["fecha_inicio"], "2025-08-01",
+        "absent fields keep their value"
+    );
 
-    let (status, body) = app.post("/api/v1/periodos/2-2025/activar", &json!({})).await;
+    let (status, body) = app
+        .post("/api/v1/periodos/2-2025/activar", &json!({}))
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["estado"], "ACTIVO");
     let (_, old) = app.get("/api/v1/periodos/2024-2").await;
     assert_eq!(old["estado"], "CERRADO");
     assert_eq!(
-        app.count("SELECT COUNT(*) FROM periodo_academico WHERE estado = 'ACTIVO'").await,
+        app.count("SELECT COUNT(*) FROM periodo_academico WHERE estado = 'ACTIVO'")
+            .await,
         1
     );
 
     let (status, body) = app.post("/api/v1/periodos/NOPE/activar", &json!({})).await;
     assert_eq!(status, 404);
     assert_eq!(body["error_code"], "PERIODO_NOT_FOUND");
-    let (status, body) = app.post("/api/v1/periodos", &json!({ "semestre": "x" })).await;
+    let (status, body) = app
+        .post("/api/v1/periodos", &json!({ "semestre": "x" }))
+        .await;
     assert_eq!(status, 422);
     assert_eq!(first_field(&body), "body -> codigo_periodo");
 }
@@ -302,5 +365,9 @@ async fn system_endpoints_report_real_values() {
     assert_eq!(status, 200);
     assert_eq!(stats["total_inscripciones"], 0);
     assert_eq!(stats["inscripciones_por_periodo"]["2024-2"], 0);
-    assert!(stats["estudiantes_activos"].as_i64().is_some_and(|n| n > 10_000));
+    assert!(
+        stats["estudiantes_activos"]
+            .as_i64()
+            .is_some_and(|n| n > 10_000)
+    );
 }

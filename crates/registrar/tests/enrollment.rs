@@ -25,7 +25,9 @@ fn assert_rejected(status: &Value, code: &str) {
 #[tokio::test]
 async fn readme_flow_enrolls_both_groups() {
     let app = TestApp::spawn().await;
-    let queued = app.enqueue("EST001", PERIOD, &["G-ELC102-E", "G-ELC106-E"]).await;
+    let queued = app
+        .enqueue("EST001", PERIOD, &["G-ELC102-E", "G-ELC106-E"])
+        .await;
     assert!(queued["main_task_id"].is_string());
     let views: Vec<String> = queued["group_tasks"]
         .as_array()
@@ -41,7 +43,9 @@ async fn readme_flow_enrolls_both_groups() {
         assert_eq!(status["status"], "SUCCESS");
         assert_eq!(status["result"]["status"], "SUCCESS");
         assert_eq!(status["result"]["grupo"], grupo);
-        let detalles = status["result"]["data"]["detalles"].as_array().expect("detalles");
+        let detalles = status["result"]["data"]["detalles"]
+            .as_array()
+            .expect("detalles");
         assert_eq!(detalles.len(), 1);
         assert_eq!(detalles[0]["codigo_grupo"], grupo);
     }
@@ -86,16 +90,64 @@ async fn each_rule_rejects_with_its_code() {
     // (student, period, groups, error code, HTTP status of the synchronous endpoint)
     let cases: &[(&str, &str, &[&str], &str, u16)] = &[
         ("NOPE", PERIOD, &["G-ELC102-E"], "ESTUDIANTE_NOT_FOUND", 404),
-        ("BLQ001", PERIOD, &["G-ELC102-E"], "ESTUDIANTE_BLOQUEADO", 403),
-        ("BLQ002", PERIOD, &["G-ELC102-E"], "ESTUDIANTE_BLOQUEADO", 403),
-        ("EST0001", PERIOD, &["G-ELC102-E"], "ESTUDIANTE_INACTIVO", 403),
-        ("EST0002", PERIOD, &["G-ELC102-E"], "ESTUDIANTE_SUSPENDIDO", 403),
+        (
+            "BLQ001",
+            PERIOD,
+            &["G-ELC102-E"],
+            "ESTUDIANTE_BLOQUEADO",
+            403,
+        ),
+        (
+            "BLQ002",
+            PERIOD,
+            &["G-ELC102-E"],
+            "ESTUDIANTE_BLOQUEADO",
+            403,
+        ),
+        (
+            "EST0001",
+            PERIOD,
+            &["G-ELC102-E"],
+            "ESTUDIANTE_INACTIVO",
+            403,
+        ),
+        (
+            "EST0002",
+            PERIOD,
+            &["G-ELC102-E"],
+            "ESTUDIANTE_SUSPENDIDO",
+            403,
+        ),
         ("EST0010", "NOPE", &["G-ELC102-E"], "PERIODO_NOT_FOUND", 404),
-        ("EST0010", "2024-01", &["G-ELC102-E"], "PERIODO_INACTIVO", 422),
-        ("EST0010", PERIOD, &["G-ELC102-E", "G-NOPE"], "GRUPO_NOT_FOUND", 404),
+        (
+            "EST0010",
+            "2024-01",
+            &["G-ELC102-E"],
+            "PERIODO_INACTIVO",
+            422,
+        ),
+        (
+            "EST0010",
+            PERIOD,
+            &["G-ELC102-E", "G-NOPE"],
+            "GRUPO_NOT_FOUND",
+            404,
+        ),
         ("EST0010", PERIOD, &["G1QUI203"], "GRUPO_SIN_CUPO", 409),
-        ("EST0010", PERIOD, &["G-ELC102-E", "G-ELC110-E"], "CONFLICTO_HORARIO", 409),
-        ("EST0010", PERIOD, &["G1MAT207", "G2MAT207"], "GRUPO_DUPLICADO", 409),
+        (
+            "EST0010",
+            PERIOD,
+            &["G-ELC102-E", "G-ELC110-E"],
+            "CONFLICTO_HORARIO",
+            409,
+        ),
+        (
+            "EST0010",
+            PERIOD,
+            &["G1MAT207", "G2MAT207"],
+            "GRUPO_DUPLICADO",
+            409,
+        ),
         (
             "EST0010",
             PERIOD,
@@ -117,11 +169,17 @@ async fn each_rule_rejects_with_its_code() {
     }
 
     let (_, body) = sync(&app, "BLQ002", PERIOD, &["G-ELC102-E"]).await;
-    assert_eq!(body["details"]["razon_bloqueo"], "Deuda pendiente en tesorería");
+    assert_eq!(
+        body["details"]["razon_bloqueo"],
+        "Deuda pendiente en tesorería"
+    );
     let (_, body) = sync(&app, "EST0010", PERIOD, &["G-ELC102-E", "G-ELC110-E"]).await;
     assert_eq!(body["details"]["grupo1"], "G-ELC102-E");
     assert_eq!(body["details"]["grupo2"], "G-ELC110-E");
-    assert_eq!(body["details"]["dias_conflicto"], json!(["LUNES", "MIERCOLES"]));
+    assert_eq!(
+        body["details"]["dias_conflicto"],
+        json!(["LUNES", "MIERCOLES"])
+    );
     assert_eq!(
         body["details"]["horas_conflicto"],
         "08:00:00-10:00:00 vs 09:00:00-11:00:00"
@@ -160,7 +218,9 @@ async fn job_path_merges_into_existing_inscription() {
     let first = app.enroll("EST0200", PERIOD, &["G-ELC102-E"]).await;
     assert_eq!(first["result"]["status"], "SUCCESS");
 
-    let merged = app.enroll("EST0200", PERIOD, &["G-ELC102-E", "G-ELC106-E"]).await;
+    let merged = app
+        .enroll("EST0200", PERIOD, &["G-ELC102-E", "G-ELC106-E"])
+        .await;
     assert_eq!(merged["result"]["status"], "SUCCESS", "{merged}");
     let data = &merged["result"]["data"];
     assert_eq!(data["grupos_ya_inscritos"], json!(["G-ELC102-E"]));
@@ -175,7 +235,10 @@ async fn job_path_merges_into_existing_inscription() {
     assert_eq!(repeat["result"]["status"], "SUCCESS");
     assert!(repeat["result"]["data"]["mensaje"].is_string());
     assert_eq!(app.seats("G-ELC106-E").await, 1);
-    assert_eq!(app.count("SELECT COUNT(*) FROM detalle_inscripcion").await, 2);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM detalle_inscripcion").await,
+        2
+    );
     assert_invariants(&app.db).await;
 }
 
@@ -183,12 +246,17 @@ async fn job_path_merges_into_existing_inscription() {
 async fn failed_merge_keeps_existing_groups() {
     let app = TestApp::spawn().await;
     app.enroll("EST0300", PERIOD, &["G1MAT207"]).await;
-    let job = app.enroll("EST0300", PERIOD, &["G-ELC106-E", "G2MAT207"]).await;
+    let job = app
+        .enroll("EST0300", PERIOD, &["G-ELC106-E", "G2MAT207"])
+        .await;
     assert_rejected(&job, "GRUPO_DUPLICADO");
     assert_eq!(job["result"]["grupo"], "G2MAT207");
     assert_eq!(app.seats("G1MAT207").await, 1);
     assert_eq!(app.seats("G-ELC106-E").await, 0);
-    assert_eq!(app.count("SELECT COUNT(*) FROM detalle_inscripcion").await, 1);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM detalle_inscripcion").await,
+        1
+    );
     assert_invariants(&app.db).await;
 }
 
@@ -199,10 +267,17 @@ async fn add_group_checks_like_enrollment() {
     let codigo = created["codigo_inscripcion"].as_str().expect("codigo");
 
     let (status, added) = app
-        .post(&format!("/api/v1/inscripciones/{codigo}/grupos/G-ELC106-E"), &json!({}))
+        .post(
+            &format!("/api/v1/inscripciones/{codigo}/grupos/G-ELC106-E"),
+            &json!({}),
+        )
         .await;
     assert_eq!(status, 200, "{added}");
-    assert!(added["detalle"].as_str().is_some_and(|d| d.starts_with('D')));
+    assert!(
+        added["detalle"]
+            .as_str()
+            .is_some_and(|d| d.starts_with('D'))
+    );
 
     let cases = [
         ("G-ELC106-E", 409, "GRUPO_DUPLICADO"),
@@ -211,13 +286,19 @@ async fn add_group_checks_like_enrollment() {
     ];
     for (grupo, http, code) in cases {
         let (status, body) = app
-            .post(&format!("/api/v1/inscripciones/{codigo}/grupos/{grupo}"), &json!({}))
+            .post(
+                &format!("/api/v1/inscripciones/{codigo}/grupos/{grupo}"),
+                &json!({}),
+            )
             .await;
         assert_eq!(status, http, "{grupo}: {body}");
         assert_eq!(body["error_code"], code, "{grupo}: {body}");
     }
     let (status, body) = app
-        .post("/api/v1/inscripciones/I999999999/grupos/G1FIS101", &json!({}))
+        .post(
+            "/api/v1/inscripciones/I999999999/grupos/G1FIS101",
+            &json!({}),
+        )
         .await;
     assert_eq!(status, 404);
     assert_eq!(body["error_code"], "INSCRIPCION_NOT_FOUND");
@@ -228,7 +309,10 @@ async fn add_group_checks_like_enrollment() {
 async fn drop_and_delete_free_seats() {
     let app = TestApp::spawn().await;
     let (_, created) = sync(&app, "EST0500", PERIOD, &["G-ELC102-E", "G-ELC106-E"]).await;
-    let codigo = created["codigo_inscripcion"].as_str().expect("codigo").to_owned();
+    let codigo = created["codigo_inscripcion"]
+        .as_str()
+        .expect("codigo")
+        .to_owned();
     assert_eq!(app.seats("G-ELC102-E").await, 1);
 
     let path = format!("/api/v1/inscripciones/{codigo}/grupos/G-ELC102-E");
@@ -241,7 +325,11 @@ async fn drop_and_delete_free_seats() {
     assert_eq!(status, 404);
     assert_eq!(again["error_code"], "DETALLE_INSCRIPCION_NOT_FOUND");
     assert_eq!(again["details"]["codigo_grupo"], "G-ELC102-E");
-    assert_eq!(app.seats("G-ELC102-E").await, 0, "a repeated drop must not free a seat twice");
+    assert_eq!(
+        app.seats("G-ELC102-E").await,
+        0,
+        "a repeated drop must not free a seat twice"
+    );
 
     let (status, _) = app.delete(&format!("/api/v1/inscripciones/{codigo}")).await;
     assert_eq!(status, 204);
@@ -256,8 +344,13 @@ async fn drop_and_delete_free_seats() {
 async fn drop_requires_active_period() {
     let app = TestApp::spawn().await;
     let (_, created) = sync(&app, "EST0600", PERIOD, &["G-ELC102-E"]).await;
-    let codigo = created["codigo_inscripcion"].as_str().expect("codigo").to_owned();
-    let (status, _) = app.post("/api/v1/periodos/1-2025/activar", &json!({})).await;
+    let codigo = created["codigo_inscripcion"]
+        .as_str()
+        .expect("codigo")
+        .to_owned();
+    let (status, _) = app
+        .post("/api/v1/periodos/1-2025/activar", &json!({}))
+        .await;
     assert_eq!(status, 200);
 
     let (status, body) = app
@@ -272,23 +365,35 @@ async fn drop_requires_active_period() {
 async fn update_keeps_date_within_period() {
     let app = TestApp::spawn().await;
     let (_, created) = sync(&app, "EST0700", PERIOD, &["G-ELC102-E"]).await;
-    let codigo = created["codigo_inscripcion"].as_str().expect("codigo").to_owned();
+    let codigo = created["codigo_inscripcion"]
+        .as_str()
+        .expect("codigo")
+        .to_owned();
     let path = format!("/api/v1/inscripciones/{codigo}");
 
-    let (status, updated) = app.put(&path, &json!({ "fecha_inscripcion": "2024-08-15" })).await;
+    let (status, updated) = app
+        .put(&path, &json!({ "fecha_inscripcion": "2024-08-15" }))
+        .await;
     assert_eq!(status, 200, "{updated}");
     assert_eq!(updated["fecha_inscripcion"], "2024-08-15");
 
-    let (status, body) = app.put(&path, &json!({ "fecha_inscripcion": "2020-01-01" })).await;
+    let (status, body) = app
+        .put(&path, &json!({ "fecha_inscripcion": "2020-01-01" }))
+        .await;
     assert_eq!(status, 422);
     assert_eq!(
         body["details"]["validation_errors"][0]["field"],
         "body -> fecha_inscripcion"
     );
-    let (status, body) = app.put(&path, &json!({ "fecha_inscripcion": "15/08/2024" })).await;
+    let (status, body) = app
+        .put(&path, &json!({ "fecha_inscripcion": "15/08/2024" }))
+        .await;
     assert_eq!(status, 422, "{body}");
     let (status, body) = app
-        .put("/api/v1/inscripciones/I999999999", &json!({ "fecha_inscripcion": "2024-08-15" }))
+        .put(
+            "/api/v1/inscripciones/I999999999",
+            &json!({ "fecha_inscripcion": "2024-08-15" }),
+        )
         .await;
     assert_eq!(status, 404);
     assert_eq!(body["error_code"], "INSCRIPCION_NOT_FOUND");
@@ -317,7 +422,9 @@ async fn bulk_reports_each_item() {
         })
         .collect();
     for ra in ["NOPE1", "NOPE2", "BLQ001"] {
-        items.push(json!({ "registro_academico": ra, "codigo_periodo": PERIOD, "grupos": ["G1FIS101"] }));
+        items.push(
+            json!({ "registro_academico": ra, "codigo_periodo": PERIOD, "grupos": ["G1FIS101"] }),
+        );
     }
     let (status, queued) = app
         .post("/api/v1/queue/inscripciones/bulk-async", &json!(items))

@@ -254,9 +254,9 @@ impl SqliteStore {
                     "SELECT v.codigo_grupo AS view_grupo, j.* FROM job_group_view v \
                      JOIN job j ON j.task_id = v.task_id WHERE v.view_id = $1",
                 )
-                    .bind(id)
-                    .fetch_optional(&mut *conn)
-                    .await?;
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?;
                 match row {
                     Some(row) => Some(TaskRef::GroupView {
                         codigo_grupo: row.try_get("view_grupo")?,

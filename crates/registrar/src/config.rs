@@ -193,7 +193,7 @@ fn env_source() -> Env {
         .ok()
         .and_then(|v| v.as_object().map(|o| o.keys().cloned().collect()))
         .unwrap_or_default();
-    Env::raw().filter(move |k| keys.iter().any(|key| k.as_str() == key.as_str()))
+    Env::raw().filter(move |k| keys.iter().any(|key| k == key.as_str()))
 }
 
 /// Masks the password of a database URL for logs.

@@ -10,6 +10,7 @@ use crate::config::{Config, redact_url};
 use crate::jobs::worker::{self, WorkerSettings, Workers};
 use crate::seed::demo_catalog;
 use crate::shared_state::RedisHandle;
+use crate::store::postgres::{PgSettings, PgStore};
 use crate::store::sqlite::{SqliteSettings, SqliteStore};
 use crate::store::{Store, StoreError};
 
@@ -17,10 +18,13 @@ use crate::store::{Store, StoreError};
 pub async fn connect_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
     info!(database_url = %redact_url(&config.database_url), "opening the store");
     if config.is_postgres() {
-        return Err(StoreError::corrupt(
-            "configuration",
-            "PostgreSQL support is not built into this binary",
-        ));
+        let settings = PgSettings {
+            url: config.database_url.clone(),
+            pool_max: config.database_pool_max,
+            acquire_timeout: Duration::from_secs(config.database_acquire_timeout),
+            statement_timeout: Duration::from_millis(config.database_statement_timeout_ms),
+        };
+        return Ok(Arc::new(PgStore::connect(&settings).await?));
     }
     let settings = SqliteSettings {
         url: config.database_url.clone(),

@@ -2,6 +2,8 @@
 //! PostgreSQL one, chosen at start-up from the `DATABASE_URL` scheme.
 
 pub mod error;
+pub mod postgres;
+mod sql;
 pub mod sqlite;
 
 use async_trait::async_trait;

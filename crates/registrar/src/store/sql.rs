@@ -1,0 +1,262 @@
+//! SQL statements whose text both SQLite and PostgreSQL accept: `$n` placeholders, `ON
+//! CONFLICT DO NOTHING` and `RETURNING` mean the same in both. Each backend module keeps only
+//! the statements of its own dialect: locking clauses, array parameters and functions that
+//! differ by name.
+//!
+//! The column lists and the statements that a backend extends (with `FOR UPDATE`, for
+//! example) are macros, so that `concat!` can build the longer statement at compile time.
+//!
+//! TODO: the SQLite store still spells out its own copies of these statements, with the same
+//! text. Switch it to this module, so that a change here reaches both backends.
+
+// Column lists and statements that a backend extends.
+
+/// The columns of a group with its horario, as `slot_from_row` decodes them. The query must
+/// alias `grupo` as `g` and join `horario` as `h`.
+macro_rules! slot_columns {
+    () => {
+        "g.codigo_grupo, g.sigla_materia, g.cupo, g.inscritos_actuales, \
+         h.dias_semana, h.hora_inicio, h.hora_fin"
+    };
+}
+pub(crate) use slot_columns;
+
+/// The columns of `job` that `job_from_row` decodes.
+macro_rules! job_columns {
+    () => {
+        "task_id, kind, state, payload, meta, result, correlation_id, \
+         request_id, attempts, created_at, started_at, completed_at"
+    };
+}
+pub(crate) use job_columns;
+
+macro_rules! select_inscripcion {
+    () => {
+        "SELECT codigo_inscripcion, registro_academico, codigo_periodo, fecha_inscripcion \
+         FROM inscripcion WHERE codigo_inscripcion = $1"
+    };
+}
+pub(crate) use select_inscripcion;
+
+/// The inscription of student `$1` in period `$2`.
+macro_rules! select_inscripcion_of_student {
+    () => {
+        "SELECT codigo_inscripcion, registro_academico, codigo_periodo, fecha_inscripcion \
+         FROM inscripcion WHERE registro_academico = $1 AND codigo_periodo = $2"
+    };
+}
+pub(crate) use select_inscripcion_of_student;
+
+macro_rules! insert_inscripcion {
+    () => {
+        "INSERT INTO inscripcion (codigo_inscripcion, registro_academico, codigo_periodo, \
+         fecha_inscripcion) VALUES ($1, $2, $3, $4)"
+    };
+}
+pub(crate) use insert_inscripcion;
+
+/// `SELECT 1` when worker `$2` holds the lease of job `$1`.
+macro_rules! select_lease {
+    () => {
+        "SELECT 1 FROM job WHERE task_id = $1 AND lease_owner = $2 \
+         AND state IN ('STARTED', 'PROGRESS')"
+    };
+}
+pub(crate) use select_lease;
+
+macro_rules! select_job_state {
+    () => {
+        "SELECT state FROM job WHERE task_id = $1"
+    };
+}
+pub(crate) use select_job_state;
+
+// Enrollment.
+
+pub const SELECT_ESTUDIANTE: &str = "SELECT registro_academico, codigo_carrera, nombre, apellido, ci, correo, telefono, \
+     direccion, estado_academico FROM estudiante WHERE registro_academico = $1";
+pub const SELECT_PERIODO: &str = "SELECT codigo_periodo, semestre, fecha_inicio, fecha_fin, estado \
+     FROM periodo_academico WHERE codigo_periodo = $1";
+pub const SELECT_INSCRIPCION: &str = select_inscripcion!();
+
+/// The description of the student's first `bloqueo` row.
+pub const SELECT_BLOQUEO: &str = "SELECT descripcion FROM bloqueo WHERE registro_academico = $1 \
+     ORDER BY codigo_bloqueo LIMIT 1";
+
+/// The groups that inscription `$1` holds, with their detail codes.
+pub const SELECT_HELD_GROUPS: &str = concat!(
+    "SELECT d.codigo_detalle, ",
+    slot_columns!(),
+    " FROM detalle_inscripcion d \
+     JOIN grupo g ON g.codigo_grupo = d.codigo_grupo \
+     LEFT JOIN horario h ON h.codigo_horario = g.codigo_horario \
+     WHERE d.codigo_inscripcion = $1 ORDER BY g.codigo_grupo"
+);
+
+pub const INSERT_DETALLE: &str = "INSERT INTO detalle_inscripcion (codigo_detalle, codigo_inscripcion, codigo_grupo) \
+     VALUES ($1, $2, $3)";
+
+/// Takes one seat of group `$1` unless the group is full.
+pub const TAKE_SEAT: &str = "UPDATE grupo SET inscritos_actuales = inscritos_actuales + 1 \
+     WHERE codigo_grupo = $1 AND inscritos_actuales < cupo";
+
+pub const DELETE_DETALLE: &str =
+    "DELETE FROM detalle_inscripcion WHERE codigo_inscripcion = $1 AND codigo_grupo = $2";
+
+/// Frees one seat of group `$1`.
+pub const RELEASE_SEAT: &str =
+    "UPDATE grupo SET inscritos_actuales = inscritos_actuales - 1 WHERE codigo_grupo = $1";
+
+/// Frees the seat of every group that inscription `$1` holds.
+pub const RELEASE_INSCRIPCION_SEATS: &str = "UPDATE grupo SET inscritos_actuales = inscritos_actuales - 1 WHERE codigo_grupo IN \
+     (SELECT codigo_grupo FROM detalle_inscripcion WHERE codigo_inscripcion = $1)";
+
+pub const DELETE_INSCRIPCION_DETALLES: &str =
+    "DELETE FROM detalle_inscripcion WHERE codigo_inscripcion = $1";
+
+pub const DELETE_INSCRIPCION: &str = "DELETE FROM inscripcion WHERE codigo_inscripcion = $1";
+
+pub const UPDATE_FECHA_INSCRIPCION: &str =
+    "UPDATE inscripcion SET fecha_inscripcion = $1 WHERE codigo_inscripcion = $2";
+
+// Periods.
+
+pub const INSERT_PERIODO: &str = "INSERT INTO periodo_academico (codigo_periodo, semestre, fecha_inicio, fecha_fin, \
+     estado) VALUES ($1, $2, $3, $4, $5)";
+
+pub const UPDATE_PERIODO: &str = "UPDATE periodo_academico SET semestre = $1, fecha_inicio = $2, fecha_fin = $3, \
+     estado = $4 WHERE codigo_periodo = $5";
+
+/// The ACTIVO period other than `$1`, if any.
+pub const SELECT_OTHER_ACTIVE_PERIODO: &str =
+    "SELECT codigo_periodo FROM periodo_academico WHERE estado = 'ACTIVO' AND codigo_periodo <> $1";
+
+/// Closes the ACTIVO period other than `$1`.
+pub const CLOSE_OTHER_ACTIVE_PERIODO: &str = "UPDATE periodo_academico SET estado = 'CERRADO' \
+     WHERE estado = 'ACTIVO' AND codigo_periodo <> $1";
+
+pub const ACTIVATE_PERIODO: &str =
+    "UPDATE periodo_academico SET estado = 'ACTIVO' WHERE codigo_periodo = $1";
+
+pub const SELECT_ALL_PERIODOS: &str = "SELECT codigo_periodo, semestre, fecha_inicio, fecha_fin, estado \
+     FROM periodo_academico ORDER BY codigo_periodo";
+
+pub const SELECT_ACTIVE_PERIODO: &str = "SELECT codigo_periodo, semestre, fecha_inicio, fecha_fin, estado \
+     FROM periodo_academico WHERE estado = 'ACTIVO'";
+
+// Query endpoints.
+
+/// Every detail of student `$1`'s inscriptions with its group, materia, docente, aula and
+/// horario, in detail order.
+pub const SELECT_STUDENT_GROUPS: &str = "SELECT d.codigo_detalle, d.codigo_inscripcion, g.codigo_grupo, \
+     g.sigla_materia, g.descripcion, g.cupo, g.inscritos_actuales, \
+     m.sigla, m.nombre AS materia_nombre, m.creditos, m.es_electiva, \
+     dc.codigo_docente, dc.nombre AS docente_nombre, dc.apellido AS docente_apellido, \
+     a.codigo_aula, a.modulo, a.aula, a.ubicacion, \
+     h.codigo_horario, h.dias_semana, h.hora_inicio, h.hora_fin \
+     FROM detalle_inscripcion d \
+     JOIN inscripcion i ON i.codigo_inscripcion = d.codigo_inscripcion \
+     JOIN grupo g ON g.codigo_grupo = d.codigo_grupo \
+     LEFT JOIN materia m ON m.sigla = g.sigla_materia \
+     LEFT JOIN docente dc ON dc.codigo_docente = g.codigo_docente \
+     LEFT JOIN aula a ON a.codigo_aula = g.codigo_aula \
+     LEFT JOIN horario h ON h.codigo_horario = g.codigo_horario \
+     WHERE i.registro_academico = $1 ORDER BY d.codigo_detalle";
+
+pub const SELECT_DETALLES: &str = "SELECT codigo_detalle, codigo_inscripcion, codigo_grupo FROM detalle_inscripcion \
+     WHERE codigo_inscripcion = $1 ORDER BY codigo_detalle";
+
+pub const SELECT_STUDENT_INSCRIPCIONES: &str = "SELECT codigo_inscripcion, registro_academico, codigo_periodo, fecha_inscripcion \
+     FROM inscripcion WHERE registro_academico = $1 \
+     ORDER BY fecha_inscripcion DESC, codigo_inscripcion DESC";
+
+pub const SELECT_PERIOD_INSCRIPCIONES: &str = "SELECT codigo_inscripcion, registro_academico, codigo_periodo, fecha_inscripcion \
+     FROM inscripcion WHERE codigo_periodo = $1 \
+     ORDER BY fecha_inscripcion DESC, codigo_inscripcion DESC";
+
+pub const COUNT_INSCRIPCIONES: &str = "SELECT COUNT(*) FROM inscripcion";
+
+/// `(codigo_periodo, inscription count)` for every period, periods without inscriptions
+/// included.
+pub const COUNT_INSCRIPCIONES_PER_PERIODO: &str = "SELECT p.codigo_periodo, COUNT(i.codigo_inscripcion) FROM periodo_academico p \
+     LEFT JOIN inscripcion i ON i.codigo_periodo = p.codigo_periodo \
+     GROUP BY p.codigo_periodo ORDER BY p.codigo_periodo";
+
+pub const COUNT_REGULAR_ESTUDIANTES: &str =
+    "SELECT COUNT(*) FROM estudiante WHERE estado_academico = 'REGULAR'";
+
+pub const COUNT_OPEN_GRUPOS: &str = "SELECT COUNT(*) FROM grupo WHERE inscritos_actuales < cupo";
+
+// Catalog. Every insert keeps the row that exists.
+
+pub const INSERT_CARRERA: &str =
+    "INSERT INTO carrera (codigo_carrera, nombre) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+
+pub const INSERT_MATERIA: &str = "INSERT INTO materia (sigla, nombre, creditos, es_electiva) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT DO NOTHING";
+
+pub const INSERT_DOCENTE: &str = "INSERT INTO docente (codigo_docente, nombre, apellido, ci, correo, telefono) \
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING";
+
+pub const INSERT_AULA: &str = "INSERT INTO aula (codigo_aula, modulo, aula, capacidad, ubicacion) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
+
+pub const INSERT_HORARIO: &str = "INSERT INTO horario (codigo_horario, dias_semana, hora_inicio, hora_fin) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
+
+pub const INSERT_GRUPO: &str = "INSERT INTO grupo (codigo_grupo, sigla_materia, codigo_docente, codigo_aula, \
+     codigo_horario, descripcion, cupo) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+     ON CONFLICT DO NOTHING";
+
+pub const INSERT_CATALOG_PERIODO: &str = "INSERT INTO periodo_academico (codigo_periodo, semestre, fecha_inicio, fecha_fin, \
+     estado) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
+
+pub const INSERT_ESTUDIANTE: &str = "INSERT INTO estudiante (registro_academico, codigo_carrera, nombre, apellido, ci, \
+     correo, contrasena, telefono, direccion, estado_academico) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING";
+
+pub const INSERT_BLOQUEO: &str = "INSERT INTO bloqueo (codigo_bloqueo, registro_academico, descripcion) \
+     VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+
+pub const INSERT_HISTORIAL: &str = "INSERT INTO historial_academico (registro_academico, sigla_materia, codigo_periodo, \
+     nota_final, estado, observacion, fecha_registro) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+     ON CONFLICT DO NOTHING";
+
+// Jobs.
+
+pub const INSERT_JOB: &str = "INSERT INTO job (task_id, kind, state, payload, correlation_id, request_id, \
+     idempotency_key, run_at, created_at) VALUES ($1, $2, 'PENDING', $3, $4, $5, $6, $7, $7)";
+
+pub const INSERT_GROUP_VIEW: &str = "INSERT INTO job_group_view (view_id, task_id, codigo_grupo, position) \
+     VALUES ($1, $2, $3, $4)";
+
+/// Writes a job update when the worker holds the lease. `$4` is true for a terminal state,
+/// which sets `completed_at` to `$5` and clears the lease.
+pub const UPDATE_LEASED_JOB: &str = "UPDATE job SET state = $1, meta = COALESCE($2, meta), result = COALESCE($3, result), \
+     completed_at = CASE WHEN $4 THEN $5 ELSE completed_at END, \
+     lease_owner = CASE WHEN $4 THEN NULL ELSE lease_owner END, \
+     lease_expires_at = CASE WHEN $4 THEN NULL ELSE lease_expires_at END \
+     WHERE task_id = $6 AND lease_owner = $7 AND state IN ('STARTED', 'PROGRESS')";
+
+pub const SCHEDULE_RETRY: &str = "UPDATE job SET state = 'RETRY', run_at = $1, meta = $2, lease_owner = NULL, \
+     lease_expires_at = NULL WHERE task_id = $3 AND lease_owner = $4 \
+     AND state IN ('STARTED', 'PROGRESS')";
+
+/// The task id behind group view `$1`.
+pub const SELECT_VIEW_TASK_ID: &str = "SELECT task_id FROM job_group_view WHERE view_id = $1";
+
+pub const REVOKE_JOB: &str = "UPDATE job SET state = 'REVOKED', completed_at = $1, lease_owner = NULL, \
+     lease_expires_at = NULL WHERE task_id = $2";
+
+pub const SELECT_JOB: &str = concat!("SELECT ", job_columns!(), " FROM job WHERE task_id = $1");
+
+/// The job behind group view `$1`, with the view's group as `view_grupo`.
+pub const SELECT_VIEW_JOB: &str = "SELECT v.codigo_grupo AS view_grupo, j.* FROM job_group_view v \
+     JOIN job j ON j.task_id = v.task_id WHERE v.view_id = $1";
+
+pub const COUNT_JOBS_BY_STATE: &str = "SELECT state, COUNT(*) FROM job GROUP BY state";
+
+pub const PURGE_GROUP_VIEWS: &str = "DELETE FROM job_group_view WHERE task_id IN \
+     (SELECT task_id FROM job WHERE completed_at < $1)";
+
+pub const PURGE_JOBS: &str = "DELETE FROM job WHERE completed_at < $1";

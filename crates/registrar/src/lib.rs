@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod import;
 pub mod jobs;
 pub mod seed;
 pub mod shared_state;

@@ -1,6 +1,7 @@
 //! The `registrar` command: `serve`, `worker`, `migrate` and `seed`.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use tracing::{error, info};
 use registrar::app;
 use registrar::config::Config;
 use registrar::http::{self, AppState};
+use registrar::store::Store;
 
 #[derive(Parser)]
 #[command(name = "registrar", version, about = "Course-registration service")]
@@ -39,6 +41,14 @@ enum Command {
     Migrate,
     /// Load the demo catalog, then exit. Running it again changes nothing.
     Seed,
+    /// Load a catalog from a folder of CSV files or a JSON document (see docs/import.md).
+    Import {
+        /// A folder of `<table>.csv` files, or a `.json` document.
+        path: PathBuf,
+        /// Validate every row and report problems without writing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[tokio::main]
@@ -53,7 +63,7 @@ async fn main() -> ExitCode {
     };
     registrar::telemetry::init(&config);
     match run(cli.command, config).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             error!(error = %e, "registrar stopped with an error");
             eprintln!("registrar: {e}");
@@ -62,24 +72,21 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
     let store = app::connect_store(&config).await?;
     match command {
+        Command::Import { path, dry_run } => run_import(store.as_ref(), &path, dry_run).await,
         Command::Migrate => {
             info!("migrations applied");
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Seed => {
             app::seed_demo(store.as_ref()).await?;
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Worker => {
-            let shutdown = CancellationToken::new();
-            let (_workers, handle) = app::start_workers(store, &config, shutdown.clone());
-            app::shutdown_signal().await;
-            shutdown.cancel();
-            handle.await?;
-            Ok(())
+            run_worker(config, store).await?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Serve {
             demo,
@@ -89,30 +96,81 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             if demo {
                 app::seed_demo(store.as_ref()).await?;
             }
-            let shutdown = CancellationToken::new();
-            let (workers, worker_handle) = if no_workers {
-                (None, None)
-            } else {
-                let (w, h) = app::start_workers(store.clone(), &config, shutdown.clone());
-                (Some(w), Some(h))
-            };
-            let addr = bind.unwrap_or_else(|| config.bind_addr());
-            let listener = tokio::net::TcpListener::bind(addr).await?;
-            info!(address = %listener.local_addr()?, "listening");
-            let redis = app::connect_redis(&config)?;
-            let state = AppState::new(store, Arc::new(config), workers).with_redis(redis);
-            let server_shutdown = shutdown.clone();
-            http::serve(listener, http::app(state), async move {
-                app::shutdown_signal().await;
-                server_shutdown.cancel();
-            })
-            .await?;
-            shutdown.cancel();
-            if let Some(handle) = worker_handle {
-                handle.await?;
-            }
-            info!("stopped");
-            Ok(())
+            serve(config, store, bind, no_workers).await?;
+            Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Validates the catalog at `path`, then loads it unless `dry_run`. Problems go to stderr,
+/// one per line, and give exit status 1.
+async fn run_import(store: &dyn Store, path: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
+    let sources = registrar::import::read_sources(path)?;
+    let rows: usize = sources.iter().map(|s| s.rows.len()).sum();
+    println!("read {rows} rows from {} file(s)", sources.len());
+    let existing = store.catalog_keys().await?;
+    let catalog = match registrar::import::parse(&sources, &existing) {
+        Ok(catalog) => catalog,
+        Err(problems) => {
+            for problem in &problems {
+                eprintln!("{problem}");
+            }
+            eprintln!(
+                "import rejected: {} problem(s); nothing was written",
+                problems.len()
+            );
+            return Ok(ExitCode::from(1));
+        }
+    };
+    if dry_run {
+        println!("valid: {rows} rows; nothing written (dry run)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let report = store.upsert_catalog(&catalog).await?;
+    for (table, n) in &report.rows {
+        println!("{table}: {n} row(s) changed");
+    }
+    println!("rows changed: {}", report.total());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_worker(config: Config, store: Arc<dyn Store>) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let (_workers, handle) = app::start_workers(store, &config, shutdown.clone());
+    app::shutdown_signal().await;
+    shutdown.cancel();
+    handle.await?;
+    Ok(())
+}
+
+async fn serve(
+    config: Config,
+    store: Arc<dyn Store>,
+    bind: Option<SocketAddr>,
+    no_workers: bool,
+) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let (workers, worker_handle) = if no_workers {
+        (None, None)
+    } else {
+        let (w, h) = app::start_workers(store.clone(), &config, shutdown.clone());
+        (Some(w), Some(h))
+    };
+    let addr = bind.unwrap_or_else(|| config.bind_addr());
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    info!(address = %listener.local_addr()?, "listening");
+    let redis = app::connect_redis(&config)?;
+    let state = AppState::new(store, Arc::new(config), workers).with_redis(redis);
+    let server_shutdown = shutdown.clone();
+    http::serve(listener, http::app(state), async move {
+        app::shutdown_signal().await;
+        server_shutdown.cancel();
+    })
+    .await?;
+    shutdown.cancel();
+    if let Some(handle) = worker_handle {
+        handle.await?;
+    }
+    info!("stopped");
+    Ok(())
 }

@@ -14,8 +14,8 @@ pub struct RedisHandle {
 }
 
 impl RedisHandle {
-    /// Creates the connection manager without waiting for Redis, so that a process starts
-    /// while Redis is down; the first command then connects, and `/health` reports the state.
+    /// Creates the connection manager without waiting for Redis, so a process starts while
+    /// Redis is down. The first command connects, and `/health` reports the outcome.
     pub fn connect(
         url: &str,
         connect_timeout: Duration,
@@ -34,7 +34,7 @@ impl RedisHandle {
         })
     }
 
-    /// A clone of the shared manager; clones multiplex over one connection.
+    /// Returns a clone of the shared manager. Clones multiplex over one connection.
     pub fn connection(&self) -> ConnectionManager {
         self.manager.clone()
     }
@@ -45,7 +45,7 @@ impl RedisHandle {
         Ok(())
     }
 
-    /// The URL with its password masked, for logs.
+    /// Returns the URL with its password masked, for logs.
     pub fn display_url(&self) -> &str {
         &self.url
     }

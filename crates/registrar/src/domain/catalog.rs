@@ -116,14 +116,33 @@ pub struct Catalog {
     pub historial: Vec<HistorialRow>,
 }
 
-/// Rows written per table by one catalog load.
+/// Rows written (inserted or changed) per table by one catalog load.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct LoadReport {
-    pub inserted: Vec<(String, u64)>,
+    pub rows: Vec<(String, u64)>,
 }
 
 impl LoadReport {
-    pub fn total(&self) -> u64 {
-        self.inserted.iter().map(|(_, n)| n).sum()
+    /// Adds a table's count and logs it, so that a long import shows its progress.
+    pub fn record(&mut self, table: &str, rows: u64) {
+        tracing::info!(table, rows_written = rows, "catalog table loaded");
+        self.rows.push((table.to_owned(), rows));
     }
+
+    pub fn total(&self) -> u64 {
+        self.rows.iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// Keys already in the database, against which an import's references are checked.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CatalogKeys {
+    pub carreras: std::collections::HashSet<String>,
+    pub materias: std::collections::HashSet<String>,
+    pub docentes: std::collections::HashSet<String>,
+    pub aulas: std::collections::HashSet<String>,
+    pub horarios: std::collections::HashSet<String>,
+    pub periodos: std::collections::HashSet<String>,
+    pub estudiantes: std::collections::HashSet<String>,
+    pub active_periodo: Option<String>,
 }

@@ -30,7 +30,7 @@ use crate::store::Store;
 
 pub use middleware::RequestContext;
 
-/// What every handler can reach.
+/// State shared by every handler.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,

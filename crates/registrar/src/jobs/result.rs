@@ -5,8 +5,8 @@ use serde_json::{Value, json};
 use crate::domain::enrollment::EnrollmentOutcome;
 use crate::domain::error::DomainError;
 
-/// The stored result of one enrollment: `status` `SUCCESS` with `data`, or `status` `ERROR`
-/// with the error code, message, details and the group that caused it.
+/// Builds the stored result of one enrollment: `status` `SUCCESS` with `data`, or `status`
+/// `ERROR` with the error code, message, details and the group that caused it.
 pub fn enrollment_result(outcome: &Result<EnrollmentOutcome, DomainError>) -> Value {
     match outcome {
         Ok(outcome) => {

@@ -34,8 +34,8 @@ pub struct WorkerSettings {
     pub rules: EnrollmentRules,
 }
 
-/// A running pool. Enqueuers in the same process call [`Workers::wake`] so idle workers pick
-/// new jobs up at once; jobs from other processes are found by the periodic poll.
+/// A running pool. Enqueuers in the same process call [`Workers::wake`], so idle workers
+/// pick new jobs up at once. Jobs queued by other processes are found by the periodic poll.
 pub struct Workers {
     pub owner: String,
     wake: Arc<Notify>,
@@ -95,7 +95,13 @@ impl Pool {
         while !shutdown.is_cancelled() {
             let free = self.settings.concurrency.saturating_sub(tasks.len());
             let claimed = if free > 0 {
-                self.claim(free).await
+                // A claim can wait many seconds for a locked database, so shutdown interrupts
+                // it. Jobs that an interrupted claim still committed are leased to this owner,
+                // and `release_jobs` below returns them to the queue.
+                tokio::select! {
+                    claimed = self.claim(free) => claimed,
+                    _ = shutdown.cancelled() => break,
+                }
             } else {
                 Vec::new()
             };
@@ -460,8 +466,8 @@ fn progress_meta(total: usize, processed: usize, successful: usize, failed: usiz
     })
 }
 
-/// The delay before retry number `attempt` (1-based): the base delay doubled per attempt,
-/// capped, with jitter, as backon computes it.
+/// Computes the delay before retry number `attempt` (1-based) with backon: the base delay
+/// doubled per attempt, capped, with jitter.
 pub fn retry_delay(settings: &WorkerSettings, attempt: usize) -> Duration {
     ExponentialBuilder::default()
         .with_min_delay(settings.retry_delay)

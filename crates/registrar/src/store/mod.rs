@@ -3,7 +3,7 @@
 
 pub mod error;
 pub mod postgres;
-mod sql;
+pub(crate) mod sql;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -11,7 +11,7 @@ use time::Date;
 
 pub use error::StoreError;
 
-use crate::domain::catalog::{Catalog, LoadReport};
+use crate::domain::catalog::{Catalog, CatalogKeys, LoadReport};
 use crate::domain::enrollment::{
     EnrollError, EnrollmentOutcome, EnrollmentRequest, EnrollmentRules,
 };
@@ -22,7 +22,7 @@ use crate::domain::views::{
 };
 use crate::jobs::model::{CancelOutcome, Job, JobCounts, JobUpdate, NewJob, TaskRef};
 
-/// Which database a store runs on.
+/// The database engine behind a store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -131,6 +131,13 @@ pub trait Store: Send + Sync {
     /// seat counters untouched, in one transaction.
     async fn insert_missing(&self, catalog: &Catalog) -> Result<LoadReport, StoreError>;
 
+    /// Inserts new rows and updates rows whose values differ, in one transaction. Seat
+    /// counters and passwords are never changed.
+    async fn upsert_catalog(&self, catalog: &Catalog) -> Result<LoadReport, StoreError>;
+
+    /// Returns the keys an import may refer to, and the active period.
+    async fn catalog_keys(&self) -> Result<CatalogKeys, StoreError>;
+
     // Jobs.
 
     /// Inserts jobs and their group views in one transaction.
@@ -211,4 +218,26 @@ pub trait Store: Send + Sync {
 
     /// Deletes jobs that finished before `before_ms`; returns how many.
     async fn purge_finished_jobs(&self, before_ms: i64) -> Result<u64, StoreError>;
+}
+
+/// Sorts `(table, key)` rows from `SELECT_CATALOG_KEYS` into a [`CatalogKeys`].
+pub(crate) fn catalog_keys_from_rows(rows: Vec<(String, String)>) -> CatalogKeys {
+    let mut keys = CatalogKeys::default();
+    for (table, key) in rows {
+        let set = match table.as_str() {
+            "carrera" => &mut keys.carreras,
+            "materia" => &mut keys.materias,
+            "docente" => &mut keys.docentes,
+            "aula" => &mut keys.aulas,
+            "horario" => &mut keys.horarios,
+            "periodo" => &mut keys.periodos,
+            "estudiante" => &mut keys.estudiantes,
+            _ => {
+                keys.active_periodo = Some(key);
+                continue;
+            }
+        };
+        set.insert(key);
+    }
+    keys
 }

@@ -187,40 +187,198 @@ pub const COUNT_REGULAR_ESTUDIANTES: &str =
 
 pub const COUNT_OPEN_GRUPOS: &str = "SELECT COUNT(*) FROM grupo WHERE inscritos_actuales < cupo";
 
-// Catalog. Every insert keeps the row that exists.
+// Catalog. One statement per table and load mode: `KEEP_EXISTING` inserts rows whose key is
+// new and leaves the others alone; `UPSERT` also updates a row when one of its values
+// differs, so loading the same rows twice writes nothing the second time. Neither changes a
+// group's seat counter or a student's password.
 
-pub const INSERT_CARRERA: &str =
-    "INSERT INTO carrera (codigo_carrera, nombre) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+macro_rules! insert_carrera {
+    () => {
+        "INSERT INTO carrera (codigo_carrera, nombre) VALUES ($1, $2) ON CONFLICT"
+    };
+}
+macro_rules! insert_materia {
+    () => {
+        "INSERT INTO materia (sigla, nombre, creditos, es_electiva) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT"
+    };
+}
+macro_rules! insert_docente {
+    () => {
+        "INSERT INTO docente (codigo_docente, nombre, apellido, ci, correo, telefono) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT"
+    };
+}
+macro_rules! insert_aula {
+    () => {
+        "INSERT INTO aula (codigo_aula, modulo, aula, capacidad, ubicacion) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT"
+    };
+}
+macro_rules! insert_horario {
+    () => {
+        "INSERT INTO horario (codigo_horario, dias_semana, hora_inicio, hora_fin) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT"
+    };
+}
+macro_rules! insert_grupo {
+    () => {
+        "INSERT INTO grupo (codigo_grupo, sigla_materia, codigo_docente, codigo_aula, \
+         codigo_horario, descripcion, cupo) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT"
+    };
+}
+macro_rules! insert_periodo {
+    () => {
+        "INSERT INTO periodo_academico (codigo_periodo, semestre, fecha_inicio, fecha_fin, \
+         estado) VALUES ($1, $2, $3, $4, $5) ON CONFLICT"
+    };
+}
+macro_rules! insert_estudiante {
+    () => {
+        "INSERT INTO estudiante (registro_academico, codigo_carrera, nombre, apellido, ci, \
+         correo, contrasena, telefono, direccion, estado_academico) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT"
+    };
+}
+macro_rules! insert_bloqueo {
+    () => {
+        "INSERT INTO bloqueo (codigo_bloqueo, registro_academico, descripcion) \
+         VALUES ($1, $2, $3) ON CONFLICT"
+    };
+}
+macro_rules! insert_historial {
+    () => {
+        "INSERT INTO historial_academico (registro_academico, sigla_materia, codigo_periodo, \
+         nota_final, estado, observacion, fecha_registro) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT"
+    };
+}
 
-pub const INSERT_MATERIA: &str = "INSERT INTO materia (sigla, nombre, creditos, es_electiva) VALUES ($1, $2, $3, $4) \
-     ON CONFLICT DO NOTHING";
+/// The insert statement of each catalog table for one load mode.
+pub struct CatalogStatements {
+    pub carrera: &'static str,
+    pub materia: &'static str,
+    pub docente: &'static str,
+    pub aula: &'static str,
+    pub horario: &'static str,
+    pub grupo: &'static str,
+    pub periodo: &'static str,
+    pub estudiante: &'static str,
+    pub bloqueo: &'static str,
+    pub historial: &'static str,
+}
 
-pub const INSERT_DOCENTE: &str = "INSERT INTO docente (codigo_docente, nombre, apellido, ci, correo, telefono) \
-     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING";
+pub const KEEP_EXISTING: CatalogStatements = CatalogStatements {
+    carrera: concat!(insert_carrera!(), " DO NOTHING"),
+    materia: concat!(insert_materia!(), " DO NOTHING"),
+    docente: concat!(insert_docente!(), " DO NOTHING"),
+    aula: concat!(insert_aula!(), " DO NOTHING"),
+    horario: concat!(insert_horario!(), " DO NOTHING"),
+    grupo: concat!(insert_grupo!(), " DO NOTHING"),
+    periodo: concat!(insert_periodo!(), " DO NOTHING"),
+    estudiante: concat!(insert_estudiante!(), " DO NOTHING"),
+    bloqueo: concat!(insert_bloqueo!(), " DO NOTHING"),
+    historial: concat!(insert_historial!(), " DO NOTHING"),
+};
 
-pub const INSERT_AULA: &str = "INSERT INTO aula (codigo_aula, modulo, aula, capacidad, ubicacion) \
-     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
+/// Both SQLite (3.39 and later) and PostgreSQL accept `IS DISTINCT FROM` between row values,
+/// which compares NULLs as values.
+pub const UPSERT: CatalogStatements = CatalogStatements {
+    carrera: concat!(
+        insert_carrera!(),
+        " (codigo_carrera) DO UPDATE SET nombre = excluded.nombre \
+         WHERE carrera.nombre IS DISTINCT FROM excluded.nombre"
+    ),
+    materia: concat!(
+        insert_materia!(),
+        " (sigla) DO UPDATE SET nombre = excluded.nombre, creditos = excluded.creditos, \
+         es_electiva = excluded.es_electiva \
+         WHERE (materia.nombre, materia.creditos, materia.es_electiva) \
+         IS DISTINCT FROM (excluded.nombre, excluded.creditos, excluded.es_electiva)"
+    ),
+    docente: concat!(
+        insert_docente!(),
+        " (codigo_docente) DO UPDATE SET nombre = excluded.nombre, apellido = excluded.apellido, \
+         ci = excluded.ci, correo = excluded.correo, telefono = excluded.telefono \
+         WHERE (docente.nombre, docente.apellido, docente.ci, docente.correo, docente.telefono) \
+         IS DISTINCT FROM (excluded.nombre, excluded.apellido, excluded.ci, excluded.correo, \
+         excluded.telefono)"
+    ),
+    aula: concat!(
+        insert_aula!(),
+        " (codigo_aula) DO UPDATE SET modulo = excluded.modulo, aula = excluded.aula, \
+         capacidad = excluded.capacidad, ubicacion = excluded.ubicacion \
+         WHERE (aula.modulo, aula.aula, aula.capacidad, aula.ubicacion) \
+         IS DISTINCT FROM (excluded.modulo, excluded.aula, excluded.capacidad, excluded.ubicacion)"
+    ),
+    horario: concat!(
+        insert_horario!(),
+        " (codigo_horario) DO UPDATE SET dias_semana = excluded.dias_semana, \
+         hora_inicio = excluded.hora_inicio, hora_fin = excluded.hora_fin \
+         WHERE (horario.dias_semana, horario.hora_inicio, horario.hora_fin) \
+         IS DISTINCT FROM (excluded.dias_semana, excluded.hora_inicio, excluded.hora_fin)"
+    ),
+    grupo: concat!(
+        insert_grupo!(),
+        " (codigo_grupo) DO UPDATE SET sigla_materia = excluded.sigla_materia, \
+         codigo_docente = excluded.codigo_docente, codigo_aula = excluded.codigo_aula, \
+         codigo_horario = excluded.codigo_horario, descripcion = excluded.descripcion, \
+         cupo = excluded.cupo \
+         WHERE (grupo.sigla_materia, grupo.codigo_docente, grupo.codigo_aula, \
+         grupo.codigo_horario, grupo.descripcion, grupo.cupo) \
+         IS DISTINCT FROM (excluded.sigla_materia, excluded.codigo_docente, excluded.codigo_aula, \
+         excluded.codigo_horario, excluded.descripcion, excluded.cupo)"
+    ),
+    periodo: concat!(
+        insert_periodo!(),
+        " (codigo_periodo) DO UPDATE SET semestre = excluded.semestre, \
+         fecha_inicio = excluded.fecha_inicio, fecha_fin = excluded.fecha_fin, \
+         estado = excluded.estado \
+         WHERE (periodo_academico.semestre, periodo_academico.fecha_inicio, \
+         periodo_academico.fecha_fin, periodo_academico.estado) \
+         IS DISTINCT FROM (excluded.semestre, excluded.fecha_inicio, excluded.fecha_fin, \
+         excluded.estado)"
+    ),
+    estudiante: concat!(
+        insert_estudiante!(),
+        " (registro_academico) DO UPDATE SET codigo_carrera = excluded.codigo_carrera, \
+         nombre = excluded.nombre, apellido = excluded.apellido, ci = excluded.ci, \
+         correo = excluded.correo, telefono = excluded.telefono, \
+         direccion = excluded.direccion, estado_academico = excluded.estado_academico \
+         WHERE (estudiante.codigo_carrera, estudiante.nombre, estudiante.apellido, estudiante.ci, \
+         estudiante.correo, estudiante.telefono, estudiante.direccion, estudiante.estado_academico) \
+         IS DISTINCT FROM (excluded.codigo_carrera, excluded.nombre, excluded.apellido, \
+         excluded.ci, excluded.correo, excluded.telefono, excluded.direccion, \
+         excluded.estado_academico)"
+    ),
+    bloqueo: concat!(
+        insert_bloqueo!(),
+        " (codigo_bloqueo) DO UPDATE SET registro_academico = excluded.registro_academico, \
+         descripcion = excluded.descripcion \
+         WHERE (bloqueo.registro_academico, bloqueo.descripcion) \
+         IS DISTINCT FROM (excluded.registro_academico, excluded.descripcion)"
+    ),
+    historial: concat!(
+        insert_historial!(),
+        " (registro_academico, sigla_materia, codigo_periodo) DO UPDATE SET \
+         nota_final = excluded.nota_final, estado = excluded.estado, \
+         observacion = excluded.observacion, fecha_registro = excluded.fecha_registro \
+         WHERE (historial_academico.nota_final, historial_academico.estado, \
+         historial_academico.observacion, historial_academico.fecha_registro) \
+         IS DISTINCT FROM (excluded.nota_final, excluded.estado, excluded.observacion, \
+         excluded.fecha_registro)"
+    ),
+};
 
-pub const INSERT_HORARIO: &str = "INSERT INTO horario (codigo_horario, dias_semana, hora_inicio, hora_fin) \
-     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
-
-pub const INSERT_GRUPO: &str = "INSERT INTO grupo (codigo_grupo, sigla_materia, codigo_docente, codigo_aula, \
-     codigo_horario, descripcion, cupo) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-     ON CONFLICT DO NOTHING";
-
-pub const INSERT_CATALOG_PERIODO: &str = "INSERT INTO periodo_academico (codigo_periodo, semestre, fecha_inicio, fecha_fin, \
-     estado) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
-
-pub const INSERT_ESTUDIANTE: &str = "INSERT INTO estudiante (registro_academico, codigo_carrera, nombre, apellido, ci, \
-     correo, contrasena, telefono, direccion, estado_academico) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING";
-
-pub const INSERT_BLOQUEO: &str = "INSERT INTO bloqueo (codigo_bloqueo, registro_academico, descripcion) \
-     VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
-
-pub const INSERT_HISTORIAL: &str = "INSERT INTO historial_academico (registro_academico, sigla_materia, codigo_periodo, \
-     nota_final, estado, observacion, fecha_registro) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-     ON CONFLICT DO NOTHING";
+/// Keys of the catalog tables an import refers to, and the active period.
+pub const SELECT_CATALOG_KEYS: &str = "SELECT 'carrera', codigo_carrera FROM carrera \
+     UNION ALL SELECT 'materia', sigla FROM materia \
+     UNION ALL SELECT 'docente', codigo_docente FROM docente \
+     UNION ALL SELECT 'aula', codigo_aula FROM aula \
+     UNION ALL SELECT 'horario', codigo_horario FROM horario \
+     UNION ALL SELECT 'periodo', codigo_periodo FROM periodo_academico \
+     UNION ALL SELECT 'estudiante', registro_academico FROM estudiante \
+     UNION ALL SELECT 'activo', codigo_periodo FROM periodo_academico WHERE estado = 'ACTIVO'";
 
 // Jobs.
 

@@ -1,23 +1,24 @@
-//! Loads catalog rows into PostgreSQL, keeping rows that already exist. Dates, times and day
-//! lists bind as native values. Counts bind as `bigint`, and the server casts them to the
+//! Loads catalog rows into PostgreSQL with the statements of one load mode. Dates, times and
+//! day lists bind as native values. Counts bind as `bigint`, and the server casts them to the
 //! `integer` columns, so a value out of range fails the load.
 
 use sqlx::{Postgres, Transaction};
 
 use crate::domain::catalog::{Catalog, LoadReport};
 use crate::store::StoreError;
-use crate::store::sql;
+use crate::store::sql::CatalogStatements;
 
-pub async fn insert_missing(
+pub async fn load(
     tx: &mut Transaction<'static, Postgres>,
     catalog: &Catalog,
+    statements: &CatalogStatements,
 ) -> Result<LoadReport, StoreError> {
     let mut report = LoadReport::default();
-    let mut count = |table: &str, n: u64| report.inserted.push((table.to_owned(), n));
+    let mut count = |table: &str, n: u64| report.record(table, n);
 
     let mut n = 0;
     for c in &catalog.carreras {
-        n += sqlx::query(sql::INSERT_CARRERA)
+        n += sqlx::query(statements.carrera)
             .bind(&c.codigo_carrera)
             .bind(&c.nombre)
             .execute(&mut **tx)
@@ -28,7 +29,7 @@ pub async fn insert_missing(
 
     let mut n = 0;
     for m in &catalog.materias {
-        n += sqlx::query(sql::INSERT_MATERIA)
+        n += sqlx::query(statements.materia)
             .bind(&m.sigla)
             .bind(&m.nombre)
             .bind(m.creditos)
@@ -41,7 +42,7 @@ pub async fn insert_missing(
 
     let mut n = 0;
     for d in &catalog.docentes {
-        n += sqlx::query(sql::INSERT_DOCENTE)
+        n += sqlx::query(statements.docente)
             .bind(&d.codigo_docente)
             .bind(&d.nombre)
             .bind(&d.apellido)
@@ -56,7 +57,7 @@ pub async fn insert_missing(
 
     let mut n = 0;
     for a in &catalog.aulas {
-        n += sqlx::query(sql::INSERT_AULA)
+        n += sqlx::query(statements.aula)
             .bind(&a.codigo_aula)
             .bind(&a.modulo)
             .bind(&a.aula)
@@ -70,7 +71,7 @@ pub async fn insert_missing(
 
     let mut n = 0;
     for h in &catalog.horarios {
-        n += sqlx::query(sql::INSERT_HORARIO)
+        n += sqlx::query(statements.horario)
             .bind(&h.codigo_horario)
             .bind(&h.dias_semana)
             .bind(h.hora_inicio)
@@ -83,7 +84,7 @@ pub async fn insert_missing(
 
     let mut n = 0;
     for g in &catalog.grupos {
-        n += sqlx::query(sql::INSERT_GRUPO)
+        n += sqlx::query(statements.grupo)
             .bind(&g.codigo_grupo)
             .bind(&g.sigla_materia)
             .bind(&g.codigo_docente)
@@ -99,7 +100,7 @@ pub async fn insert_missing(
 
     let mut n = 0;
     for p in &catalog.periodos {
-        n += sqlx::query(sql::INSERT_CATALOG_PERIODO)
+        n += sqlx::query(statements.periodo)
             .bind(&p.codigo_periodo)
             .bind(&p.semestre)
             .bind(p.fecha_inicio)
@@ -113,7 +114,7 @@ pub async fn insert_missing(
 
     let mut n = 0;
     for e in &catalog.estudiantes {
-        n += sqlx::query(sql::INSERT_ESTUDIANTE)
+        n += sqlx::query(statements.estudiante)
             .bind(&e.registro_academico)
             .bind(&e.codigo_carrera)
             .bind(&e.nombre)
@@ -132,7 +133,7 @@ pub async fn insert_missing(
 
     let mut n = 0;
     for b in &catalog.bloqueos {
-        n += sqlx::query(sql::INSERT_BLOQUEO)
+        n += sqlx::query(statements.bloqueo)
             .bind(&b.codigo_bloqueo)
             .bind(&b.registro_academico)
             .bind(&b.descripcion)
@@ -145,7 +146,7 @@ pub async fn insert_missing(
     // nota_final binds as double precision, and the server rounds it to the numeric(5, 2) column.
     let mut n = 0;
     for h in &catalog.historial {
-        n += sqlx::query(sql::INSERT_HISTORIAL)
+        n += sqlx::query(statements.historial)
             .bind(&h.registro_academico)
             .bind(&h.sigla_materia)
             .bind(&h.codigo_periodo)

@@ -23,8 +23,9 @@ use sqlx::{Sqlite, Transaction};
 use time::Date;
 
 use self::tx::SqliteTx;
+use super::sql;
 use super::{Backend, StepFinish, Store, StoreError};
-use crate::domain::catalog::{Catalog, LoadReport};
+use crate::domain::catalog::{Catalog, CatalogKeys, LoadReport};
 use crate::domain::enrollment::{
     EnrollError, EnrollMode, EnrollmentOutcome, EnrollmentRequest, EnrollmentRules, enroll,
 };
@@ -365,9 +366,23 @@ impl Store for SqliteStore {
 
     async fn insert_missing(&self, catalog: &Catalog) -> Result<LoadReport, StoreError> {
         let mut tx = self.begin_write().await?;
-        let report = self::catalog::insert_missing(&mut tx, catalog).await?;
+        let report = self::catalog::load(&mut tx, catalog, &sql::KEEP_EXISTING).await?;
         tx.commit().await?;
         Ok(report)
+    }
+
+    async fn upsert_catalog(&self, catalog: &Catalog) -> Result<LoadReport, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let report = self::catalog::load(&mut tx, catalog, &sql::UPSERT).await?;
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    async fn catalog_keys(&self) -> Result<CatalogKeys, StoreError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(sql::SELECT_CATALOG_KEYS)
+            .fetch_all(&self.read)
+            .await?;
+        Ok(super::catalog_keys_from_rows(rows))
     }
 
     async fn enqueue(&self, jobs: &[NewJob]) -> Result<(), StoreError> {

@@ -1,4 +1,5 @@
-//! Query endpoints' reads on SQLite. They use the read pool and never wait for writers.
+//! Reads of the query endpoints on SQLite. They use the read pool, and WAL mode lets them
+//! run while a writer holds the write lock.
 
 use std::collections::HashMap;
 

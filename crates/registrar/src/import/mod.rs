@@ -1,0 +1,687 @@
+//! `registrar import`: loads a catalog from a folder of CSV files or from one JSON document.
+//!
+//! Every row is validated before anything is written, and every problem is reported with its
+//! file, line and field. The load then runs as one transaction that inserts new rows and
+//! updates changed ones, so importing the same files again changes nothing.
+
+mod rows;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::domain::catalog::{Catalog, CatalogKeys};
+use crate::domain::model::PERIODO_ACTIVO;
+use rows::{Fields, RowReader};
+
+/// The tables an import may contain, in load order (parents before children).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Table {
+    Carreras,
+    Materias,
+    Docentes,
+    Aulas,
+    Horarios,
+    Grupos,
+    Periodos,
+    Estudiantes,
+    Bloqueos,
+    Historial,
+}
+
+impl Table {
+    pub const ALL: [Table; 10] = [
+        Table::Carreras,
+        Table::Materias,
+        Table::Docentes,
+        Table::Aulas,
+        Table::Horarios,
+        Table::Grupos,
+        Table::Periodos,
+        Table::Estudiantes,
+        Table::Bloqueos,
+        Table::Historial,
+    ];
+
+    /// The key of the table in a JSON document, and the stem of its CSV file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Carreras => "carreras",
+            Self::Materias => "materias",
+            Self::Docentes => "docentes",
+            Self::Aulas => "aulas",
+            Self::Horarios => "horarios",
+            Self::Grupos => "grupos",
+            Self::Periodos => "periodos",
+            Self::Estudiantes => "estudiantes",
+            Self::Bloqueos => "bloqueos",
+            Self::Historial => "historial",
+        }
+    }
+}
+
+/// The rows of one table as read from a file, each with its line number.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub table: Table,
+    pub file: String,
+    pub rows: Vec<(usize, Fields)>,
+}
+
+/// A problem in the input, located by file, line and field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportProblem {
+    pub file: String,
+    pub line: usize,
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ImportProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}: {}: {}",
+            self.file, self.line, self.field, self.message
+        )
+    }
+}
+
+/// The input could not be read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Format(ImportProblem),
+    #[error("{path} contains none of the catalog files ({expected})")]
+    Empty { path: PathBuf, expected: String },
+}
+
+/// Reads a folder of `<table>.csv` files or a `.json` document.
+pub fn read_sources(path: &Path) -> Result<Vec<Source>, ReadError> {
+    if path.is_dir() {
+        read_csv_folder(path)
+    } else {
+        read_json(path)
+    }
+}
+
+fn read_csv_folder(dir: &Path) -> Result<Vec<Source>, ReadError> {
+    let mut sources = Vec::new();
+    for table in Table::ALL {
+        let path = dir.join(format!("{}.csv", table.name()));
+        if !path.exists() {
+            continue;
+        }
+        let file = path.display().to_string();
+        let mut reader = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .from_path(&path)
+            .map_err(|e| csv_error(&file, e))?;
+        let headers = reader.headers().map_err(|e| csv_error(&file, e))?.clone();
+        let mut rows = Vec::new();
+        for record in reader.records() {
+            let record = record.map_err(|e| csv_error(&file, e))?;
+            let line = record.position().map_or(0, |p| p.line() as usize);
+            let fields: Fields = headers
+                .iter()
+                .zip(record.iter())
+                .map(|(h, v)| (h.to_owned(), v.to_owned()))
+                .collect();
+            rows.push((line, fields));
+        }
+        sources.push(Source { table, file, rows });
+    }
+    if sources.is_empty() {
+        let expected = Table::ALL
+            .iter()
+            .map(|t| format!("{}.csv", t.name()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(ReadError::Empty {
+            path: dir.to_owned(),
+            expected,
+        });
+    }
+    Ok(sources)
+}
+
+fn csv_error(file: &str, e: csv::Error) -> ReadError {
+    let line = e.position().map_or(0, |p| p.line() as usize);
+    ReadError::Format(ImportProblem {
+        file: file.to_owned(),
+        line,
+        field: "-".to_owned(),
+        message: format!("malformed CSV: {e}"),
+    })
+}
+
+/// Reads `{"carreras": [{…}], "materias": [{…}], …}`. A row's "line" is its 1-based position
+/// in its array.
+fn read_json(path: &Path) -> Result<Vec<Source>, ReadError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ReadError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let format_error = |line: usize, field: &str, message: String| {
+        ReadError::Format(ImportProblem {
+            file: file.clone(),
+            line,
+            field: field.to_owned(),
+            message,
+        })
+    };
+    let document: Value =
+        serde_json::from_str(&text).map_err(|e| format_error(e.line(), "-", e.to_string()))?;
+    let Value::Object(tables) = document else {
+        return Err(format_error(
+            1,
+            "-",
+            "the document must be a JSON object".into(),
+        ));
+    };
+
+    let mut sources = Vec::new();
+    for table in Table::ALL {
+        let Some(value) = tables.get(table.name()) else {
+            continue;
+        };
+        let Value::Array(items) = value else {
+            return Err(format_error(
+                0,
+                table.name(),
+                "must be an array of objects".into(),
+            ));
+        };
+        let mut rows = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let Value::Object(map) = item else {
+                return Err(format_error(
+                    i + 1,
+                    table.name(),
+                    "each row must be an object".into(),
+                ));
+            };
+            let fields: Fields = map.iter().map(|(k, v)| (k.clone(), json_text(v))).collect();
+            rows.push((i + 1, fields));
+        }
+        sources.push(Source {
+            table,
+            file: format!("{file}#{}", table.name()),
+            rows,
+        });
+    }
+    Ok(sources)
+}
+
+/// Turns a JSON value into the text a CSV cell would hold; arrays join with `|`.
+fn json_text(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items.iter().map(json_text).collect::<Vec<_>>().join("|"),
+        other => other.to_string(),
+    }
+}
+
+/// Where a parsed row came from, to locate problems found across rows.
+#[derive(Debug, Clone)]
+struct Origin {
+    file: String,
+    line: usize,
+}
+
+/// Parses and validates every row, against the rest of the import and the keys already in
+/// the database. Returns the catalog, or every problem found.
+pub fn parse(sources: &[Source], existing: &CatalogKeys) -> Result<Catalog, Vec<ImportProblem>> {
+    let mut catalog = Catalog::default();
+    let mut problems = Vec::new();
+    let mut origins: HashMap<Table, Vec<Origin>> = HashMap::new();
+
+    for source in sources {
+        let mut table_origins = Vec::with_capacity(source.rows.len());
+        for (line, fields) in &source.rows {
+            let mut reader = RowReader::new(fields);
+            push_row(&mut catalog, source.table, &mut reader);
+            for p in reader.problems {
+                problems.push(ImportProblem {
+                    file: source.file.clone(),
+                    line: *line,
+                    field: p.field,
+                    message: p.message,
+                });
+            }
+            table_origins.push(Origin {
+                file: source.file.clone(),
+                line: *line,
+            });
+        }
+        origins
+            .entry(source.table)
+            .or_default()
+            .extend(table_origins);
+    }
+
+    let origin = |table: Table, index: usize| -> Origin {
+        origins
+            .get(&table)
+            .and_then(|o| o.get(index))
+            .cloned()
+            .unwrap_or(Origin {
+                file: table.name().to_owned(),
+                line: 0,
+            })
+    };
+    let mut report = |table: Table, index: usize, field: &str, message: String| {
+        let at = origin(table, index);
+        problems.push(ImportProblem {
+            file: at.file,
+            line: at.line,
+            field: field.to_owned(),
+            message,
+        });
+    };
+    check_cross_rows(&catalog, existing, &mut report);
+
+    if problems.is_empty() {
+        Ok(catalog)
+    } else {
+        Err(problems)
+    }
+}
+
+fn push_row(catalog: &mut Catalog, table: Table, r: &mut RowReader) {
+    match table {
+        Table::Carreras => catalog.carreras.push(rows::carrera(r)),
+        Table::Materias => catalog.materias.push(rows::materia(r)),
+        Table::Docentes => catalog.docentes.push(rows::docente(r)),
+        Table::Aulas => catalog.aulas.push(rows::aula(r)),
+        Table::Horarios => catalog.horarios.push(rows::horario(r)),
+        Table::Grupos => catalog.grupos.push(rows::grupo(r)),
+        Table::Periodos => catalog.periodos.push(rows::periodo(r)),
+        Table::Estudiantes => catalog.estudiantes.push(rows::estudiante(r)),
+        Table::Bloqueos => catalog.bloqueos.push(rows::bloqueo(r)),
+        Table::Historial => catalog.historial.push(rows::historial(r)),
+    }
+}
+
+/// A table, its key field, and the rows whose key repeats an earlier row's.
+type DuplicateCheck = (Table, &'static str, Vec<(usize, String)>);
+
+/// Finds keys listed twice in one table.
+fn duplicates<'a>(keys: impl Iterator<Item = String> + 'a) -> Vec<(usize, String)> {
+    let mut seen = HashSet::new();
+    keys.enumerate()
+        .filter(|(_, k)| !k.is_empty() && !seen.insert(k.clone()))
+        .collect()
+}
+
+/// The union of keys in the import and in the database.
+fn known(imported: impl Iterator<Item = String>, existing: &HashSet<String>) -> HashSet<String> {
+    let mut all: HashSet<String> = imported.collect();
+    all.extend(existing.iter().cloned());
+    all
+}
+
+fn check_cross_rows(
+    catalog: &Catalog,
+    existing: &CatalogKeys,
+    report: &mut impl FnMut(Table, usize, &str, String),
+) {
+    let dup_checks: Vec<DuplicateCheck> = vec![
+        (
+            Table::Carreras,
+            "codigo_carrera",
+            duplicates(catalog.carreras.iter().map(|r| r.codigo_carrera.clone())),
+        ),
+        (
+            Table::Materias,
+            "sigla",
+            duplicates(catalog.materias.iter().map(|r| r.sigla.clone())),
+        ),
+        (
+            Table::Docentes,
+            "codigo_docente",
+            duplicates(catalog.docentes.iter().map(|r| r.codigo_docente.clone())),
+        ),
+        (
+            Table::Aulas,
+            "codigo_aula",
+            duplicates(catalog.aulas.iter().map(|r| r.codigo_aula.clone())),
+        ),
+        (
+            Table::Horarios,
+            "codigo_horario",
+            duplicates(catalog.horarios.iter().map(|r| r.codigo_horario.clone())),
+        ),
+        (
+            Table::Grupos,
+            "codigo_grupo",
+            duplicates(catalog.grupos.iter().map(|r| r.codigo_grupo.clone())),
+        ),
+        (
+            Table::Periodos,
+            "codigo_periodo",
+            duplicates(catalog.periodos.iter().map(|r| r.codigo_periodo.clone())),
+        ),
+        (
+            Table::Estudiantes,
+            "registro_academico",
+            duplicates(
+                catalog
+                    .estudiantes
+                    .iter()
+                    .map(|r| r.registro_academico.clone()),
+            ),
+        ),
+        (
+            Table::Bloqueos,
+            "codigo_bloqueo",
+            duplicates(catalog.bloqueos.iter().map(|r| r.codigo_bloqueo.clone())),
+        ),
+        (
+            Table::Historial,
+            "registro_academico",
+            duplicates(catalog.historial.iter().map(|r| {
+                format!(
+                    "{}/{}/{}",
+                    r.registro_academico, r.sigla_materia, r.codigo_periodo
+                )
+            })),
+        ),
+    ];
+    for (table, field, dups) in dup_checks {
+        for (index, key) in dups {
+            report(
+                table,
+                index,
+                field,
+                format!("{key} appears more than once in this file"),
+            );
+        }
+    }
+
+    let carreras = known(
+        catalog.carreras.iter().map(|r| r.codigo_carrera.clone()),
+        &existing.carreras,
+    );
+    let materias = known(
+        catalog.materias.iter().map(|r| r.sigla.clone()),
+        &existing.materias,
+    );
+    let docentes = known(
+        catalog.docentes.iter().map(|r| r.codigo_docente.clone()),
+        &existing.docentes,
+    );
+    let aulas = known(
+        catalog.aulas.iter().map(|r| r.codigo_aula.clone()),
+        &existing.aulas,
+    );
+    let horarios = known(
+        catalog.horarios.iter().map(|r| r.codigo_horario.clone()),
+        &existing.horarios,
+    );
+    let periodos = known(
+        catalog.periodos.iter().map(|r| r.codigo_periodo.clone()),
+        &existing.periodos,
+    );
+    let estudiantes = known(
+        catalog
+            .estudiantes
+            .iter()
+            .map(|r| r.registro_academico.clone()),
+        &existing.estudiantes,
+    );
+
+    let mut check = |table: Table,
+                     index: usize,
+                     field: &str,
+                     value: &str,
+                     set: &HashSet<String>,
+                     kind: &str| {
+        if !value.is_empty() && !set.contains(value) {
+            report(
+                table,
+                index,
+                field,
+                format!("{kind} {value} is neither in this import nor in the database"),
+            );
+        }
+    };
+    for (i, g) in catalog.grupos.iter().enumerate() {
+        check(
+            Table::Grupos,
+            i,
+            "sigla_materia",
+            &g.sigla_materia,
+            &materias,
+            "materia",
+        );
+        for (field, value, set, kind) in [
+            ("codigo_docente", &g.codigo_docente, &docentes, "docente"),
+            ("codigo_aula", &g.codigo_aula, &aulas, "aula"),
+            ("codigo_horario", &g.codigo_horario, &horarios, "horario"),
+        ] {
+            if let Some(v) = value {
+                check(Table::Grupos, i, field, v, set, kind);
+            }
+        }
+    }
+    for (i, e) in catalog.estudiantes.iter().enumerate() {
+        if let Some(c) = &e.codigo_carrera {
+            check(
+                Table::Estudiantes,
+                i,
+                "codigo_carrera",
+                c,
+                &carreras,
+                "carrera",
+            );
+        }
+    }
+    for (i, b) in catalog.bloqueos.iter().enumerate() {
+        check(
+            Table::Bloqueos,
+            i,
+            "registro_academico",
+            &b.registro_academico,
+            &estudiantes,
+            "estudiante",
+        );
+    }
+    for (i, h) in catalog.historial.iter().enumerate() {
+        check(
+            Table::Historial,
+            i,
+            "registro_academico",
+            &h.registro_academico,
+            &estudiantes,
+            "estudiante",
+        );
+        check(
+            Table::Historial,
+            i,
+            "sigla_materia",
+            &h.sigla_materia,
+            &materias,
+            "materia",
+        );
+        check(
+            Table::Historial,
+            i,
+            "codigo_periodo",
+            &h.codigo_periodo,
+            &periodos,
+            "periodo",
+        );
+    }
+
+    check_active_periods(catalog, existing, report);
+}
+
+/// At most one period may be ACTIVO once the import is applied.
+fn check_active_periods(
+    catalog: &Catalog,
+    existing: &CatalogKeys,
+    report: &mut impl FnMut(Table, usize, &str, String),
+) {
+    let active: Vec<(usize, &str)> = catalog
+        .periodos
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.estado.as_deref() == Some(PERIODO_ACTIVO))
+        .map(|(i, p)| (i, p.codigo_periodo.as_str()))
+        .collect();
+    for (index, codigo) in active.iter().skip(1) {
+        report(
+            Table::Periodos,
+            *index,
+            "estado",
+            format!("{codigo} is a second ACTIVO period; at most one may be active"),
+        );
+    }
+    let Some((index, codigo)) = active.first() else {
+        return;
+    };
+    if let Some(current) = &existing.active_periodo {
+        let current_closed_here = catalog
+            .periodos
+            .iter()
+            .any(|p| &p.codigo_periodo == current && p.estado.as_deref() != Some(PERIODO_ACTIVO));
+        if current != codigo && !current_closed_here {
+            report(
+                Table::Periodos,
+                *index,
+                "estado",
+                format!(
+                    "{current} is ACTIVO in the database; import {codigo} with another estado \
+                     and activate it with POST /api/v1/periodos/{codigo}/activar, or close {current} in this import"
+                ),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(table: Table, rows: &[&[(&str, &str)]]) -> Source {
+        Source {
+            table,
+            file: format!("{}.csv", table.name()),
+            rows: rows
+                .iter()
+                .enumerate()
+                .map(|(i, fields)| {
+                    let map = fields
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect();
+                    (i + 2, map)
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn valid_rows_build_the_catalog() {
+        let sources = vec![
+            source(
+                Table::Materias,
+                &[&[("sigla", "MAT1"), ("nombre", "Cálculo"), ("creditos", "5")]],
+            ),
+            source(
+                Table::Horarios,
+                &[&[
+                    ("codigo_horario", "H1"),
+                    ("dias_semana", "LUNES|MIERCOLES"),
+                    ("hora_inicio", "08:00"),
+                    ("hora_fin", "10:00"),
+                ]],
+            ),
+            source(
+                Table::Grupos,
+                &[&[
+                    ("codigo_grupo", "G1"),
+                    ("sigla_materia", "MAT1"),
+                    ("codigo_horario", "H1"),
+                    ("cupo", "30"),
+                ]],
+            ),
+        ];
+        let catalog = parse(&sources, &CatalogKeys::default()).expect("valid");
+        assert_eq!(catalog.grupos[0].cupo, 30);
+        assert_eq!(catalog.horarios[0].dias_semana, vec!["LUNES", "MIERCOLES"]);
+    }
+
+    #[test]
+    fn every_problem_is_located() {
+        let sources = vec![
+            source(
+                Table::Materias,
+                &[&[
+                    ("sigla", "MAT1"),
+                    ("nombre", "Cálculo"),
+                    ("creditos", "cinco"),
+                ]],
+            ),
+            source(
+                Table::Grupos,
+                &[
+                    &[
+                        ("codigo_grupo", "G1"),
+                        ("sigla_materia", "NOPE"),
+                        ("cupo", "0"),
+                    ],
+                    &[("codigo_grupo", "G1"), ("sigla_materia", "MAT1")],
+                ],
+            ),
+        ];
+        let problems = parse(&sources, &CatalogKeys::default()).unwrap_err();
+        let located: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert!(
+            located.contains(
+                &"materias.csv:2: creditos: must be a whole number, found \"cinco\"".to_owned()
+            ),
+            "{located:?}"
+        );
+        assert!(
+            located.iter().any(|p| p.starts_with("grupos.csv:2: cupo:")),
+            "{located:?}"
+        );
+        assert!(
+            located
+                .iter()
+                .any(|p| p.starts_with("grupos.csv:2: sigla_materia: materia NOPE")),
+            "{located:?}"
+        );
+        assert!(
+            located
+                .iter()
+                .any(|p| p.starts_with("grupos.csv:3: codigo_grupo: G1 appears more than once")),
+            "{located:?}"
+        );
+    }
+
+    #[test]
+    fn second_active_period_is_rejected() {
+        let sources = vec![source(
+            Table::Periodos,
+            &[&[("codigo_periodo", "2030-1"), ("estado", "ACTIVO")]],
+        )];
+        let existing = CatalogKeys {
+            active_periodo: Some("2024-2".into()),
+            ..CatalogKeys::default()
+        };
+        let problems = parse(&sources, &existing).unwrap_err();
+        assert_eq!(problems[0].field, "estado");
+    }
+}

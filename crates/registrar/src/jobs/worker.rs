@@ -90,6 +90,12 @@ impl Pool {
     async fn run(self, shutdown: CancellationToken) {
         info!(owner = %self.owner, concurrency = self.settings.concurrency, "worker pool started");
         let renewer = tokio::spawn(self.clone().renew_leases(shutdown.clone()));
+        let listener = {
+            let store = self.store.clone();
+            let wake = self.wake.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move { store.listen_for_jobs(wake, shutdown).await })
+        };
         let mut tasks = JoinSet::new();
 
         while !shutdown.is_cancelled() {
@@ -131,6 +137,7 @@ impl Pool {
             while tasks.join_next().await.is_some() {}
         }
         renewer.abort();
+        listener.abort();
         match self.store.release_jobs(&self.owner).await {
             Ok(0) => {}
             Ok(n) => {

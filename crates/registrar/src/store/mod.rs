@@ -6,8 +6,12 @@ pub mod postgres;
 pub(crate) mod sql;
 pub mod sqlite;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use time::Date;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 pub use error::StoreError;
 
@@ -198,6 +202,10 @@ pub trait Store: Send + Sync {
         run_at_ms: i64,
         meta: &serde_json::Value,
     ) -> Result<bool, StoreError>;
+
+    /// Wakes `wake` whenever another process enqueues a job, until `shutdown`. Backends
+    /// without cross-process notifications return at once and rely on the workers' poll.
+    async fn listen_for_jobs(&self, wake: Arc<Notify>, shutdown: CancellationToken);
 
     /// Returns the owner's unfinished jobs to the queue, for a graceful shutdown.
     async fn release_jobs(&self, owner: &str) -> Result<u64, StoreError>;

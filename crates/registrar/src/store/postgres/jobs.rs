@@ -6,8 +6,15 @@
 //! An enrollment step locks its job row for its whole transaction. The claim skips a locked
 //! row and a cancel waits for it, so neither can change a job while its step is running.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, Postgres, Row, Transaction};
 use time::Date;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
 
 use super::PgStore;
 use super::convert::job_from_row;
@@ -98,12 +105,57 @@ async fn resolve_task_id(conn: &mut PgConnection, id: &str) -> Result<String, St
     Ok(task_id.unwrap_or_else(|| id.to_owned()))
 }
 
+/// The channel on which enqueuers announce new jobs to idle workers.
+const JOBS_CHANNEL: &str = "registrar_jobs";
+
 impl PgStore {
     pub(super) async fn insert_jobs(&self, jobs: &[NewJob]) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         insert_jobs_in(&mut tx, jobs).await?;
+        // Delivered when the transaction commits, so a woken worker finds the rows.
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(JOBS_CHANNEL)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Wakes `wake` on every job notification until `shutdown`. A lost listener connection
+    /// is logged and opened again after a second; the pool's fallback poll covers the gap.
+    pub(super) async fn listen(&self, wake: Arc<Notify>, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            let mut listener = match PgListener::connect_with(&self.pool).await {
+                Ok(l) => l,
+                Err(e) => {
+                    warn!(error = %e, "job listener could not connect; retrying in 1 s");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    }
+                }
+            };
+            if let Err(e) = listener.listen(JOBS_CHANNEL).await {
+                warn!(error = %e, "LISTEN failed; retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            debug!(channel = JOBS_CHANNEL, "job listener connected");
+            // A wake-up covers jobs queued while the listener was away.
+            wake.notify_one();
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    received = listener.recv() => match received {
+                        Ok(_) => wake.notify_one(),
+                        Err(e) => {
+                            warn!(error = %e, "job listener lost its connection; reconnecting");
+                            break;
+                        }
+                    },
+                }
+            }
+        }
     }
 
     pub(super) async fn claim(

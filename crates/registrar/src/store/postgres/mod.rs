@@ -452,6 +452,14 @@ impl Store for PgStore {
         self.retry_later(task_id, owner, run_at_ms, meta).await
     }
 
+    async fn listen_for_jobs(
+        &self,
+        wake: std::sync::Arc<tokio::sync::Notify>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        self.listen(wake, shutdown).await;
+    }
+
     async fn release_jobs(&self, owner: &str) -> Result<u64, StoreError> {
         self.release(owner).await
     }

@@ -445,6 +445,15 @@ impl Store for SqliteStore {
         self.retry_later(task_id, owner, run_at_ms, meta).await
     }
 
+    /// SQLite has no notifications between processes: enqueuers in this process wake the
+    /// pool directly, and jobs from other processes are found by the poll.
+    async fn listen_for_jobs(
+        &self,
+        _wake: std::sync::Arc<tokio::sync::Notify>,
+        _shutdown: tokio_util::sync::CancellationToken,
+    ) {
+    }
+
     async fn release_jobs(&self, owner: &str) -> Result<u64, StoreError> {
         self.release(owner).await
     }

@@ -33,8 +33,15 @@ fn database_url_is_read_from_environment() {
         .env("DATABASE_URL", format!("sqlite://{}", file.display()))
         .output()
         .expect("run registrar");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(file.exists(), "migrate must create the file DATABASE_URL names");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        file.exists(),
+        "migrate must create the file DATABASE_URL names"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

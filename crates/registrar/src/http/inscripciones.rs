@@ -17,7 +17,7 @@ use crate::clock;
 use crate::domain::error::{DomainError, FieldError};
 use crate::domain::model::{Estudiante, Periodo};
 use crate::domain::validation::{InscripcionCreate, validate_enrollment};
-use crate::domain::views::InscripcionFull;
+use crate::domain::views::{DetalleSimple, InscripcionFull};
 
 pub fn estudiante_json(e: &Estudiante) -> Value {
     json!({
@@ -97,7 +97,26 @@ pub async fn create_sync(
         .store
         .enroll_sync(&request, &rules, clock::today())
         .await?;
-    let full = load_full(&state, &outcome.inscripcion.codigo_inscripcion).await?;
+    let codigo = &outcome.inscripcion.codigo_inscripcion;
+    let full = match state.store.inscripcion(codigo).await? {
+        Some(full) => full,
+        // A delete committed between the enrollment and this read; answer with what the
+        // enrollment wrote.
+        None => InscripcionFull {
+            inscripcion: outcome.inscripcion.clone(),
+            estudiante: None,
+            periodo: None,
+            detalles: outcome
+                .new_details
+                .iter()
+                .map(|d| DetalleSimple {
+                    codigo_detalle: d.codigo_detalle.clone(),
+                    codigo_inscripcion: codigo.clone(),
+                    codigo_grupo: d.codigo_grupo.clone(),
+                })
+                .collect(),
+        },
+    };
     Ok((StatusCode::CREATED, axum::Json(inscripcion_json(&full))))
 }
 

@@ -89,7 +89,10 @@ struct Pool {
 impl Pool {
     async fn run(self, shutdown: CancellationToken) {
         info!(owner = %self.owner, concurrency = self.settings.concurrency, "worker pool started");
-        let renewer = tokio::spawn(self.clone().renew_leases(shutdown.clone()));
+        // The renewer outlives the shutdown signal: jobs still draining keep their leases
+        // until the pool has finished or released them.
+        let renewer_stop = CancellationToken::new();
+        let renewer = tokio::spawn(self.clone().renew_leases(renewer_stop.clone()));
         let listener = {
             let store = self.store.clone();
             let wake = self.wake.clone();
@@ -136,7 +139,8 @@ impl Pool {
             tasks.abort_all();
             while tasks.join_next().await.is_some() {}
         }
-        renewer.abort();
+        renewer_stop.cancel();
+        let _ = renewer.await;
         listener.abort();
         match self.store.release_jobs(&self.owner).await {
             Ok(0) => {}
@@ -166,11 +170,11 @@ impl Pool {
         }
     }
 
-    async fn renew_leases(self, shutdown: CancellationToken) {
+    async fn renew_leases(self, stop: CancellationToken) {
         let every = self.settings.lease / 3;
         loop {
             tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(every) => {}
             }
             let ids: Vec<String> = self.running.lock().expect("lock").iter().cloned().collect();

@@ -187,7 +187,7 @@ impl Config {
     }
 }
 
-/// The environment variables that map onto [`Config`]; other variables are ignored.
+/// Selects the environment variables that map onto [`Config`] and ignores the others.
 fn env_source() -> Env {
     let keys: Vec<String> = serde_json::to_value(Config::default())
         .ok()

@@ -69,8 +69,8 @@ async fn wait_healthy(client: &reqwest::Client, base: &str) {
     }
 }
 
-/// The groups of request `i`: most ask for two open groups, every tenth adds a group with
-/// few seats, and every twentieth repeats an earlier student.
+/// Builds request `i`: most ask for two open groups, every tenth adds a group with few seats,
+/// and every twentieth repeats an earlier student.
 fn request(i: usize) -> Value {
     let student = if i % 20 == 19 { i - 7 } else { i };
     let mut grupos = vec!["G-ELC102-E", "G-ELC106-E"];

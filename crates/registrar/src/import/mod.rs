@@ -45,7 +45,7 @@ impl Table {
         Table::Historial,
     ];
 
-    /// The key of the table in a JSON document, and the stem of its CSV file.
+    /// Returns the key of the table in a JSON document, which is also the stem of its CSV file.
     pub fn name(self) -> &'static str {
         match self {
             Self::Carreras => "carreras",
@@ -231,7 +231,7 @@ fn json_text(value: &Value) -> String {
     }
 }
 
-/// Where a parsed row came from, to locate problems found across rows.
+/// The file and line of a parsed row, to locate problems found across rows.
 #[derive(Debug, Clone)]
 struct Origin {
     file: String,
@@ -323,7 +323,7 @@ fn duplicates<'a>(keys: impl Iterator<Item = String> + 'a) -> Vec<(usize, String
         .collect()
 }
 
-/// The union of keys in the import and in the database.
+/// Returns the union of keys in the import and in the database.
 fn known(imported: impl Iterator<Item = String>, existing: &HashSet<String>) -> HashSet<String> {
     let mut all: HashSet<String> = imported.collect();
     all.extend(existing.iter().cloned());

@@ -100,7 +100,7 @@ pub trait Store: Send + Sync {
         codigo_inscripcion: &str,
     ) -> Result<Option<InscripcionFull>, StoreError>;
 
-    /// The student's inscriptions, newest first, with each group expanded.
+    /// Returns the student's inscriptions, newest first, with each group expanded.
     async fn inscripciones_by_student(
         &self,
         registro_academico: &str,

@@ -24,6 +24,12 @@ pub enum ErrorCode {
     DetalleInscripcionNotFound,
     LimiteMateriasExcedido,
     MateriaYaAprobada,
+    PrerrequisitoNoCumplido,
+    MateriaNotFound,
+    HistorialNotFound,
+    HistorialDuplicado,
+    EstadoMateriaInvalido,
+    NotaInvalida,
     DuplicateRecord,
     InvalidReference,
     IntegrityError,
@@ -60,6 +66,12 @@ impl ErrorCode {
             Self::DetalleInscripcionNotFound => "DETALLE_INSCRIPCION_NOT_FOUND",
             Self::LimiteMateriasExcedido => "LIMITE_MATERIAS_EXCEDIDO",
             Self::MateriaYaAprobada => "MATERIA_YA_APROBADA",
+            Self::PrerrequisitoNoCumplido => "PRERREQUISITO_NO_CUMPLIDO",
+            Self::MateriaNotFound => "MATERIA_NOT_FOUND",
+            Self::HistorialNotFound => "HISTORIAL_NOT_FOUND",
+            Self::HistorialDuplicado => "HISTORIAL_DUPLICADO",
+            Self::EstadoMateriaInvalido => "ESTADO_MATERIA_INVALIDO",
+            Self::NotaInvalida => "NOTA_INVALIDA",
             Self::DuplicateRecord => "DUPLICATE_RECORD",
             Self::InvalidReference => "INVALID_REFERENCE",
             Self::IntegrityError => "INTEGRITY_ERROR",
@@ -85,6 +97,8 @@ impl ErrorCode {
             | Self::InscripcionNotFound
             | Self::DetalleInscripcionNotFound
             | Self::TaskNotFound
+            | Self::MateriaNotFound
+            | Self::HistorialNotFound
             | Self::NotFound => StatusCode::NOT_FOUND,
             Self::EstudianteBloqueado
             | Self::EstudianteInactivo
@@ -94,6 +108,8 @@ impl ErrorCode {
             | Self::PeriodoInscripcionCerrado
             | Self::PeriodoInscripcionNoIniciado
             | Self::LimiteMateriasExcedido
+            | Self::EstadoMateriaInvalido
+            | Self::NotaInvalida
             | Self::InvalidReference
             | Self::IntegrityError
             | Self::ValidationError => StatusCode::UNPROCESSABLE_ENTITY,
@@ -102,6 +118,8 @@ impl ErrorCode {
             | Self::InscripcionDuplicada
             | Self::GrupoDuplicado
             | Self::MateriaYaAprobada
+            | Self::PrerrequisitoNoCumplido
+            | Self::HistorialDuplicado
             | Self::DuplicateRecord
             | Self::TaskAlreadyFinished => StatusCode::CONFLICT,
             Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,

@@ -3,6 +3,7 @@
 pub mod catalog;
 pub mod enrollment;
 pub mod error;
+pub mod historial;
 pub mod model;
 pub mod periodo;
 pub mod schedule;

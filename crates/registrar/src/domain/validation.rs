@@ -13,6 +13,7 @@ use super::error::FieldError;
 pub const MAX_REGISTRO_ACADEMICO: usize = 20;
 pub const MAX_CODIGO_PERIODO: usize = 16;
 pub const MAX_CODIGO_GRUPO: usize = 16;
+pub const MAX_SIGLA_MATERIA: usize = 8;
 pub const MAX_CODIGO_INSCRIPCION: usize = 10;
 pub const MAX_SEMESTRE: usize = 10;
 pub const MAX_ESTADO_PERIODO: usize = 15;

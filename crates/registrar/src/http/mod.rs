@@ -4,6 +4,7 @@
 mod admin;
 pub mod error;
 pub mod extract;
+mod historial;
 mod inscripciones;
 mod middleware;
 mod periodos;
@@ -103,7 +104,40 @@ pub fn app(state: AppState) -> NormalizePath<Router> {
             "/{codigo_periodo}",
             get(periodos::get_one).put(periodos::update),
         )
-        .route("/{codigo_periodo}/activar", post(periodos::activate));
+        .route("/{codigo_periodo}/activar", post(periodos::activate))
+        .route("/{codigo_periodo}/cerrar", post(periodos::close));
+    let historial = Router::new()
+        .route("/", post(historial::create))
+        .route(
+            "/{id_historial}",
+            get(historial::get_one)
+                .put(historial::update)
+                .delete(historial::delete_one),
+        )
+        .route(
+            "/estudiante/{registro_academico}",
+            get(historial::by_student),
+        )
+        .route(
+            "/estudiante/{registro_academico}/por-periodo",
+            get(historial::por_periodo),
+        )
+        .route(
+            "/estudiante/{registro_academico}/resumen",
+            get(historial::resumen_estudiante),
+        )
+        .route(
+            "/estudiante/{registro_academico}/estado/{estado}",
+            get(historial::by_estado),
+        )
+        .route(
+            "/reportes/estudiantes-por-materia/{sigla_materia}",
+            get(historial::report_materia),
+        )
+        .route(
+            "/reportes/rendimiento-periodo/{codigo_periodo}",
+            get(historial::report_periodo),
+        );
     let queue = Router::new()
         .route("/inscripciones/async", post(queue::enqueue_async))
         .route(
@@ -123,6 +157,7 @@ pub fn app(state: AppState) -> NormalizePath<Router> {
         .route("/metrics", get(system::metrics))
         .nest("/api/v1/inscripciones", inscripciones)
         .nest("/api/v1/periodos", periodos)
+        .nest("/api/v1/historial", historial)
         .nest("/api/v1/queue", queue)
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)

@@ -1,11 +1,15 @@
-//! `/api/v1/periodos`: create, list, read, update and activate academic periods.
+//! `/api/v1/periodos`: create, list, read, update, activate and close academic periods.
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use std::net::SocketAddr;
+
+use axum::Extension;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use serde_json::{Map, Value};
 
 use super::AppState;
+use super::admin::require_admin;
 use super::error::ApiError;
 use super::extract::JsonBody;
 use super::inscripciones::{parse_date_field, periodo_json};
@@ -16,7 +20,7 @@ use crate::domain::validation::{MAX_CODIGO_PERIODO, MAX_ESTADO_PERIODO, MAX_SEME
 use crate::domain::views::PeriodoUpdate;
 
 /// Reads an optional string field: absent gives `None`, `null` gives `Some(None)`.
-fn optional_text(
+pub(super) fn optional_text(
     body: &Map<String, Value>,
     name: &str,
     max: usize,
@@ -100,10 +104,15 @@ fn parse_update(body: &Map<String, Value>) -> Result<PeriodoUpdate, ApiError> {
     }
 }
 
+/// Period writes are operator endpoints: one request can open or close enrollment for
+/// everybody.
 pub async fn create(
     State(state): State<AppState>,
+    headers: HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     JsonBody(body): JsonBody<Map<String, Value>>,
 ) -> Result<impl IntoResponse, ApiError> {
+    require_admin(&state, &headers, peer.as_ref().map(|Extension(p)| p))?;
     let mut errors = Vec::new();
     let codigo = match body.get("codigo_periodo") {
         Some(Value::String(s)) => check_id(
@@ -172,9 +181,12 @@ pub async fn get_one(
 
 pub async fn update(
     State(state): State<AppState>,
+    headers: HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     Path(codigo): Path<String>,
     JsonBody(body): JsonBody<Map<String, Value>>,
 ) -> Result<axum::Json<Value>, ApiError> {
+    require_admin(&state, &headers, peer.as_ref().map(|Extension(p)| p))?;
     let update = parse_update(&body)?;
     let periodo = state.store.update_periodo(&codigo, &update).await?;
     Ok(axum::Json(periodo_json(&periodo)))
@@ -182,9 +194,27 @@ pub async fn update(
 
 pub async fn activate(
     State(state): State<AppState>,
+    headers: HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     Path(codigo): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
+    require_admin(&state, &headers, peer.as_ref().map(|Extension(p)| p))?;
     let periodo = state.store.activate_periodo(&codigo).await?;
     tracing::info!(codigo_periodo = %codigo, "period activated");
+    Ok(axum::Json(periodo_json(&periodo)))
+}
+
+/// `POST /api/v1/periodos/{codigo}/cerrar`, an operator endpoint: sets the period `CERRADO`,
+/// which stops enrollment and drops in it. It derives no grades from the enrollment, because
+/// grades arrive through historial creates or a `historial.csv` import.
+pub async fn close(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    Path(codigo): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    require_admin(&state, &headers, peer.as_ref().map(|Extension(p)| p))?;
+    let periodo = state.store.close_periodo(&codigo).await?;
+    tracing::info!(codigo_periodo = %codigo, "period closed");
     Ok(axum::Json(periodo_json(&periodo)))
 }

@@ -20,9 +20,12 @@ use crate::domain::enrollment::{
     EnrollError, EnrollmentOutcome, EnrollmentRequest, EnrollmentRules,
 };
 use crate::domain::error::DomainError;
+use crate::domain::historial::{
+    HistorialCompleto, HistorialQuery, HistorialRecord, HistorialUpdate, NewHistorial,
+};
 use crate::domain::model::{Inscripcion, Periodo};
 use crate::domain::views::{
-    EnrollmentStatistics, InscripcionConGrupos, InscripcionFull, PeriodoUpdate,
+    EnrollmentStatistics, InscripcionConGrupos, InscripcionFull, MateriaRef, PeriodoUpdate,
 };
 use crate::jobs::model::{CancelOutcome, Job, JobCounts, JobUpdate, NewJob, TaskRef};
 
@@ -128,6 +131,38 @@ pub trait Store: Send + Sync {
     ) -> Result<Periodo, EnrollError>;
     /// Makes the period `ACTIVO` and closes the previously active one, in one transaction.
     async fn activate_periodo(&self, codigo_periodo: &str) -> Result<Periodo, EnrollError>;
+    /// Sets the period's estado to `CERRADO`. It writes no historial rows.
+    async fn close_periodo(&self, codigo_periodo: &str) -> Result<Periodo, EnrollError>;
+
+    // Academic record.
+
+    /// Inserts a checked row dated `today`. The student, materia and period must exist, in
+    /// that order, and (student, materia, period) must have no row yet
+    /// (`HISTORIAL_DUPLICADO`, also when a concurrent create wins).
+    async fn create_historial(
+        &self,
+        new: &NewHistorial,
+        today: Date,
+    ) -> Result<HistorialRecord, EnrollError>;
+
+    async fn historial(&self, id_historial: i64) -> Result<Option<HistorialCompleto>, StoreError>;
+
+    async fn historial_records(
+        &self,
+        query: HistorialQuery<'_>,
+    ) -> Result<Vec<HistorialRecord>, StoreError>;
+
+    /// Sets the present fields of a row: `HISTORIAL_NOT_FOUND` first, then the checks of
+    /// `estado` and `nota_final`.
+    async fn update_historial(
+        &self,
+        id_historial: i64,
+        update: &HistorialUpdate,
+    ) -> Result<HistorialRecord, EnrollError>;
+
+    async fn delete_historial(&self, id_historial: i64) -> Result<(), EnrollError>;
+
+    async fn materia(&self, sigla: &str) -> Result<Option<MateriaRef>, StoreError>;
 
     // Catalog.
 
@@ -249,3 +284,4 @@ pub(crate) fn catalog_keys_from_rows(rows: Vec<(String, String)>) -> CatalogKeys
     }
     keys
 }
+

@@ -187,6 +187,72 @@ pub const COUNT_REGULAR_ESTUDIANTES: &str =
 
 pub const COUNT_OPEN_GRUPOS: &str = "SELECT COUNT(*) FROM grupo WHERE inscritos_actuales < cupo";
 
+// Academic record.
+
+/// A historial row with its student's name, its materia's name and credits and its period's
+/// `semestre`, as `historial_from_row` decodes it. `nota_final` is read as a float: SQLite
+/// may store a whole grade as an integer, and PostgreSQL's `numeric` needs a decimal type.
+macro_rules! select_historial_record {
+    () => {
+        "SELECT h.id_historial, h.registro_academico, h.sigla_materia, h.codigo_periodo, \
+         CAST(h.nota_final AS DOUBLE PRECISION) AS nota_final, h.estado, h.observacion, \
+         h.fecha_registro, e.nombre AS estudiante_nombre, e.apellido AS estudiante_apellido, \
+         m.nombre AS materia_nombre, m.creditos, p.semestre AS periodo_semestre \
+         FROM historial_academico h \
+         JOIN estudiante e ON e.registro_academico = h.registro_academico \
+         JOIN materia m ON m.sigla = h.sigla_materia \
+         JOIN periodo_academico p ON p.codigo_periodo = h.codigo_periodo"
+    };
+}
+pub(crate) use select_historial_record;
+
+pub const SELECT_HISTORIAL: &str =
+    concat!(select_historial_record!(), " WHERE h.id_historial = $1");
+
+/// Student `$1`'s rows, of period `$2` and state `$3` when they are not null, newest first;
+/// rows without `fecha_registro` come last.
+pub const SELECT_STUDENT_HISTORIAL: &str = concat!(
+    select_historial_record!(),
+    " WHERE h.registro_academico = $1 AND ($2 IS NULL OR h.codigo_periodo = $2) \
+     AND ($3 IS NULL OR h.estado = $3) \
+     ORDER BY h.fecha_registro IS NULL, h.fecha_registro DESC, h.id_historial DESC"
+);
+
+/// Materia `$1`'s rows, of period `$2` when it is not null.
+pub const SELECT_MATERIA_HISTORIAL: &str = concat!(
+    select_historial_record!(),
+    " WHERE h.sigla_materia = $1 AND ($2 IS NULL OR h.codigo_periodo = $2) \
+     ORDER BY h.codigo_periodo, h.registro_academico"
+);
+
+pub const SELECT_PERIODO_HISTORIAL: &str = concat!(
+    select_historial_record!(),
+    " WHERE h.codigo_periodo = $1 ORDER BY h.sigla_materia, h.registro_academico"
+);
+
+pub const SELECT_MATERIA: &str =
+    "SELECT sigla, nombre, creditos, es_electiva FROM materia WHERE sigla = $1";
+
+pub const ESTUDIANTE_EXISTS: &str = "SELECT 1 FROM estudiante WHERE registro_academico = $1";
+pub const MATERIA_EXISTS: &str = "SELECT 1 FROM materia WHERE sigla = $1";
+pub const PERIODO_EXISTS: &str = "SELECT 1 FROM periodo_academico WHERE codigo_periodo = $1";
+
+/// Inserts a row unless (student, materia, period) has one; returns the new id, or no row
+/// for a duplicate. Under concurrent inserts PostgreSQL makes the later one wait for the
+/// earlier one's commit and then skip, so duplicates never surface as errors.
+pub const INSERT_HISTORIAL: &str = "INSERT INTO historial_academico (registro_academico, sigla_materia, codigo_periodo, \
+     nota_final, estado, observacion, fecha_registro) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+     ON CONFLICT (registro_academico, sigla_materia, codigo_periodo) DO NOTHING \
+     RETURNING id_historial";
+
+pub const UPDATE_HISTORIAL: &str = "UPDATE historial_academico SET nota_final = $1, estado = $2, observacion = $3 \
+     WHERE id_historial = $4";
+
+pub const DELETE_HISTORIAL: &str = "DELETE FROM historial_academico WHERE id_historial = $1";
+
+pub const CLOSE_PERIODO: &str =
+    "UPDATE periodo_academico SET estado = 'CERRADO' WHERE codigo_periodo = $1";
+
 // Catalog. One statement per table and load mode: `KEEP_EXISTING` inserts rows whose key is
 // new and leaves the others alone; `UPSERT` also updates a row when one of its values
 // differs, so loading the same rows twice writes nothing the second time. Neither changes a

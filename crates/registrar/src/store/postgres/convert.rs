@@ -6,7 +6,9 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 use time::{Date, Time};
 
+use crate::domain::historial::HistorialRecord;
 use crate::domain::model::{Estudiante, GroupSlot, Horario, Inscripcion, Periodo};
+use crate::domain::views::MateriaRef;
 use crate::jobs::model::{Job, JobKind, JobState};
 use crate::store::StoreError;
 
@@ -66,6 +68,34 @@ pub fn slot_from_row(row: &PgRow) -> Result<GroupSlot, StoreError> {
         cupo: get_i64(row, "cupo")?,
         inscritos_actuales: get_i64(row, "inscritos_actuales")?,
         horario,
+    })
+}
+
+/// Decodes the columns of `select_historial_record!`.
+pub fn historial_from_row(row: &PgRow) -> Result<HistorialRecord, StoreError> {
+    Ok(HistorialRecord {
+        id_historial: row.try_get("id_historial")?,
+        registro_academico: row.try_get("registro_academico")?,
+        sigla_materia: row.try_get("sigla_materia")?,
+        codigo_periodo: row.try_get("codigo_periodo")?,
+        nota_final: row.try_get("nota_final")?,
+        estado: row.try_get("estado")?,
+        observacion: row.try_get("observacion")?,
+        fecha_registro: row.try_get("fecha_registro")?,
+        estudiante_nombre: row.try_get("estudiante_nombre")?,
+        estudiante_apellido: row.try_get("estudiante_apellido")?,
+        materia_nombre: row.try_get("materia_nombre")?,
+        creditos: get_i64(row, "creditos")?,
+        periodo_semestre: row.try_get("periodo_semestre")?,
+    })
+}
+
+pub fn materia_from_row(row: &PgRow) -> Result<MateriaRef, StoreError> {
+    Ok(MateriaRef {
+        sigla: row.try_get("sigla")?,
+        nombre: row.try_get("nombre")?,
+        creditos: get_i64(row, "creditos")?,
+        es_electiva: row.try_get("es_electiva")?,
     })
 }
 

@@ -8,6 +8,7 @@
 
 mod catalog;
 mod convert;
+mod historial;
 mod jobs;
 mod reads;
 mod tx;
@@ -29,9 +30,12 @@ use crate::domain::enrollment::{
     EnrollError, EnrollMode, EnrollmentOutcome, EnrollmentRequest, EnrollmentRules, enroll,
 };
 use crate::domain::error::{DomainError, ErrorCode};
+use crate::domain::historial::{
+    HistorialCompleto, HistorialQuery, HistorialRecord, HistorialUpdate, NewHistorial,
+};
 use crate::domain::model::{Inscripcion, PERIODO_ACTIVO, Periodo};
 use crate::domain::views::{
-    EnrollmentStatistics, InscripcionConGrupos, InscripcionFull, PeriodoUpdate,
+    EnrollmentStatistics, InscripcionConGrupos, InscripcionFull, MateriaRef, PeriodoUpdate,
 };
 use crate::jobs::model::{CancelOutcome, Job, JobCounts, JobUpdate, NewJob, TaskRef};
 
@@ -371,6 +375,45 @@ impl Store for PgStore {
         }
         .await;
         finish(tx, result).await
+    }
+
+    async fn close_periodo(&self, codigo_periodo: &str) -> Result<Periodo, EnrollError> {
+        self.set_periodo_cerrado(codigo_periodo).await
+    }
+
+    async fn create_historial(
+        &self,
+        new: &NewHistorial,
+        today: Date,
+    ) -> Result<HistorialRecord, EnrollError> {
+        self.insert_historial(new, today).await
+    }
+
+    async fn historial(&self, id_historial: i64) -> Result<Option<HistorialCompleto>, StoreError> {
+        self.historial_completo(id_historial).await
+    }
+
+    async fn historial_records(
+        &self,
+        query: HistorialQuery<'_>,
+    ) -> Result<Vec<HistorialRecord>, StoreError> {
+        self.select_historial(query).await
+    }
+
+    async fn update_historial(
+        &self,
+        id_historial: i64,
+        update: &HistorialUpdate,
+    ) -> Result<HistorialRecord, EnrollError> {
+        self.change_historial(id_historial, update).await
+    }
+
+    async fn delete_historial(&self, id_historial: i64) -> Result<(), EnrollError> {
+        self.remove_historial(id_historial).await
+    }
+
+    async fn materia(&self, sigla: &str) -> Result<Option<MateriaRef>, StoreError> {
+        self.find_materia(sigla).await
     }
 
     async fn insert_missing(&self, catalog: &Catalog) -> Result<LoadReport, StoreError> {

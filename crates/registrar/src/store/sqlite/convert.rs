@@ -6,7 +6,9 @@ use sqlx::sqlite::SqliteRow;
 use time::macros::format_description;
 use time::{Date, Time};
 
+use crate::domain::historial::HistorialRecord;
 use crate::domain::model::{Estudiante, GroupSlot, Horario, Inscripcion, Periodo};
+use crate::domain::views::MateriaRef;
 use crate::jobs::model::{Job, JobKind, JobState};
 use crate::store::StoreError;
 
@@ -92,6 +94,34 @@ pub fn slot_from_row(row: &SqliteRow) -> Result<GroupSlot, StoreError> {
         cupo: row.try_get("cupo")?,
         inscritos_actuales: row.try_get("inscritos_actuales")?,
         horario,
+    })
+}
+
+/// Decodes the columns of `select_historial_record!`.
+pub fn historial_from_row(row: &SqliteRow) -> Result<HistorialRecord, StoreError> {
+    Ok(HistorialRecord {
+        id_historial: row.try_get("id_historial")?,
+        registro_academico: row.try_get("registro_academico")?,
+        sigla_materia: row.try_get("sigla_materia")?,
+        codigo_periodo: row.try_get("codigo_periodo")?,
+        nota_final: row.try_get("nota_final")?,
+        estado: row.try_get("estado")?,
+        observacion: row.try_get("observacion")?,
+        fecha_registro: parse_optional_date("historial_academico", row.try_get("fecha_registro")?)?,
+        estudiante_nombre: row.try_get("estudiante_nombre")?,
+        estudiante_apellido: row.try_get("estudiante_apellido")?,
+        materia_nombre: row.try_get("materia_nombre")?,
+        creditos: row.try_get("creditos")?,
+        periodo_semestre: row.try_get("periodo_semestre")?,
+    })
+}
+
+pub fn materia_from_row(row: &SqliteRow) -> Result<MateriaRef, StoreError> {
+    Ok(MateriaRef {
+        sigla: row.try_get("sigla")?,
+        nombre: row.try_get("nombre")?,
+        creditos: row.try_get("creditos")?,
+        es_electiva: row.try_get("es_electiva")?,
     })
 }
 

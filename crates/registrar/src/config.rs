@@ -54,6 +54,7 @@ pub struct Config {
     pub max_materias_por_periodo: usize,
     pub enforce_enrollment_window: bool,
     pub reject_passed_materia: bool,
+    pub enforce_prerequisites: bool,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     pub admin_token: Option<String>,
@@ -96,6 +97,7 @@ impl Default for Config {
             max_materias_por_periodo: 8,
             enforce_enrollment_window: false,
             reject_passed_materia: true,
+            enforce_prerequisites: true,
             max_body_bytes: 256 * 1024,
             admin_token: None,
         }
@@ -174,6 +176,7 @@ impl Config {
         EnrollmentRules {
             max_materias_por_periodo: self.max_materias_por_periodo,
             reject_passed_materia: self.reject_passed_materia,
+            enforce_prerequisites: self.enforce_prerequisites,
             enforce_enrollment_window: self.enforce_enrollment_window,
         }
     }
@@ -229,6 +232,22 @@ mod tests {
     fn unknown_database_scheme_is_rejected() {
         let err = with("database_url", "mysql://x").unwrap_err().to_string();
         assert!(err.contains("DATABASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn enrollment_switches_reach_rules() {
+        for key in ["enforce_prerequisites", "reject_passed_materia"] {
+            let figment = Figment::from(Serialized::defaults(Config::default()))
+                .merge(Serialized::default(key, false));
+            let rules = Config::from_figment(figment)
+                .expect("valid")
+                .enrollment_rules();
+            let value = match key {
+                "enforce_prerequisites" => rules.enforce_prerequisites,
+                _ => rules.reject_passed_materia,
+            };
+            assert!(!value, "{key} = false did not reach the rules");
+        }
     }
 
     #[test]

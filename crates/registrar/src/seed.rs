@@ -4,13 +4,17 @@
 //!
 //! Periods: `2024-2` is ACTIVO, `1-2025` is PLANIFICADO, `2024-01` and `2023-2` are CERRADO.
 //! `G-ELC108-E` has one seat, so exactly one of ten racing students gets it.
+//!
+//! Prerequisites sit only on materias that the predecessor's clients never request (MAT102,
+//! INF120, ELC202), so their flows and the load-test students, who have no historial, still
+//! enroll. EST001 has passed MAT101 and INF110, so it meets MAT102's and INF120's.
 
 use time::Time;
 use time::macros::{date, time};
 
 use crate::domain::catalog::{
     Aula, Bloqueo, Carrera, Catalog, Docente, EstudianteRow, GrupoRow, HistorialRow, HorarioRow,
-    Materia,
+    Materia, Prerrequisito,
 };
 use crate::domain::model::Periodo;
 
@@ -27,6 +31,7 @@ pub fn demo_catalog() -> Catalog {
             nombre: "Ingeniería Informática".into(),
         }],
         materias: materias(),
+        prerrequisitos: prerrequisitos(),
         docentes: (1..=4)
             .map(|i| Docente {
                 codigo_docente: format!("DOC{i:03}"),
@@ -61,7 +66,7 @@ pub fn demo_catalog() -> Catalog {
 }
 
 fn materias() -> Vec<Materia> {
-    let rows: [(&str, &str, i64); 9] = [
+    let rows: [(&str, &str, i64); 12] = [
         ("ELC102", "Circuitos Eléctricos I", 5),
         ("ELC106", "Electrónica Digital", 4),
         ("ELC108", "Sistemas Embebidos", 4),
@@ -71,6 +76,9 @@ fn materias() -> Vec<Materia> {
         ("QUI203", "Química General", 4),
         ("INF110", "Introducción a la Programación", 5),
         ("MAT101", "Cálculo I", 5),
+        ("MAT102", "Cálculo II", 5),
+        ("INF120", "Programación II", 5),
+        ("ELC202", "Circuitos Eléctricos II", 5),
     ];
     rows.iter()
         .map(|(sigla, nombre, creditos)| Materia {
@@ -78,6 +86,23 @@ fn materias() -> Vec<Materia> {
             nombre: (*nombre).into(),
             creditos: *creditos,
             es_electiva: false,
+        })
+        .collect()
+}
+
+/// Each materia with the materias that must be passed first.
+fn prerrequisitos() -> Vec<Prerrequisito> {
+    let pairs = [
+        ("MAT102", "MAT101"),
+        ("INF120", "INF110"),
+        ("ELC202", "ELC102"),
+        ("ELC202", "MAT102"),
+    ];
+    pairs
+        .iter()
+        .map(|(materia, requerida)| Prerrequisito {
+            sigla_materia: (*materia).into(),
+            sigla_requerida: (*requerida).into(),
         })
         .collect()
 }
@@ -93,7 +118,8 @@ fn slot(code: &str, days: &[&str], start: Time, end: Time) -> HorarioRow {
 
 /// Meeting slots chosen so the documented flows behave the same every time: the README's two
 /// groups and the load-test plan's pairs do not overlap, and `G-ELC110-E` overlaps
-/// `G-ELC102-E` to show a schedule conflict.
+/// `G-ELC102-E` to show a schedule conflict. The groups with prerequisites meet on Saturday,
+/// apart from every other group.
 fn horarios() -> Vec<HorarioRow> {
     vec![
         slot(
@@ -147,11 +173,14 @@ fn horarios() -> Vec<HorarioRow> {
             time!(16:00),
             time!(18:00),
         ),
+        slot("H-S0810", &["SABADO"], time!(8:00), time!(10:00)),
+        slot("H-S1012", &["SABADO"], time!(10:00), time!(12:00)),
+        slot("H-S1416", &["SABADO"], time!(14:00), time!(16:00)),
     ]
 }
 
 fn grupos() -> Vec<GrupoRow> {
-    let rows: [(&str, &str, &str, &str, &str, i64); 12] = [
+    let rows: [(&str, &str, &str, &str, &str, i64); 15] = [
         ("G-ELC102-E", "ELC102", "DOC001", "A-101", "H-LM0810", 40),
         ("G-ELC106-E", "ELC106", "DOC002", "A-102", "H-MJ0810", 40),
         ("G-ELC108-E", "ELC108", "DOC003", "LAB-1", "H-LM1012", 1),
@@ -164,6 +193,9 @@ fn grupos() -> Vec<GrupoRow> {
         ("G1QUI203", "QUI203", "DOC002", "B-201", "H-LM1618", 40),
         ("G1INF110", "INF110", "DOC003", "LAB-1", "H-MJ1618", 40),
         ("G1MAT101", "MAT101", "DOC004", "A-101", "H-MJ0810", 40),
+        ("G1MAT102", "MAT102", "DOC001", "A-101", "H-S0810", 40),
+        ("G1INF120", "INF120", "DOC003", "LAB-1", "H-S1012", 40),
+        ("G1ELC202", "ELC202", "DOC002", "A-102", "H-S1416", 40),
     ];
     rows.iter()
         .map(|(code, sigla, docente, aula, horario, cupo)| GrupoRow {

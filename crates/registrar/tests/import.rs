@@ -45,7 +45,7 @@ async fn csv_import_loads_then_changes_nothing() {
         stderr(&first)
     );
     assert!(
-        stdout(&first).contains("rows changed: 33"),
+        stdout(&first).contains("rows changed: 35"),
         "{}",
         stdout(&first)
     );

@@ -20,6 +20,13 @@ pub struct Materia {
     pub es_electiva: bool,
 }
 
+/// A prerequisite: enrolling in `sigla_materia` requires having passed `sigla_requerida`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash)]
+pub struct Prerrequisito {
+    pub sigla_materia: String,
+    pub sigla_requerida: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Docente {
     pub codigo_docente: String,
@@ -99,6 +106,8 @@ pub struct Catalog {
     #[serde(default)]
     pub materias: Vec<Materia>,
     #[serde(default)]
+    pub prerrequisitos: Vec<Prerrequisito>,
+    #[serde(default)]
     pub docentes: Vec<Docente>,
     #[serde(default)]
     pub aulas: Vec<Aula>,
@@ -145,4 +154,6 @@ pub struct CatalogKeys {
     pub periodos: std::collections::HashSet<String>,
     pub estudiantes: std::collections::HashSet<String>,
     pub active_periodo: Option<String>,
+    /// The prerequisites already stored, which an import adds to.
+    pub prerrequisitos: Vec<Prerrequisito>,
 }

@@ -4,7 +4,8 @@
 //!
 //! Lock order, the same on every path so that two transactions never wait on each other in a
 //! cycle: the inscription row of (student, period) first, then the group rows in sorted
-//! `codigo_grupo` order.
+//! `codigo_grupo` order, and last a shared lock on the historial rows that satisfy a
+//! prerequisite. Historial writes lock only historial rows, so they cannot close a cycle.
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -25,6 +26,7 @@ use crate::store::StoreError;
 pub struct EnrollmentRules {
     pub max_materias_por_periodo: usize,
     pub reject_passed_materia: bool,
+    pub enforce_prerequisites: bool,
     pub enforce_enrollment_window: bool,
 }
 
@@ -33,6 +35,7 @@ impl Default for EnrollmentRules {
         Self {
             max_materias_por_periodo: 8,
             reject_passed_materia: true,
+            enforce_prerequisites: true,
             enforce_enrollment_window: false,
         }
     }
@@ -122,6 +125,14 @@ pub trait EnrollmentTx {
         registro_academico: &str,
         siglas: &[String],
     ) -> Result<Vec<String>, StoreError>;
+    /// Returns the prerequisites of `siglas` without an `APROBADA` historial row for the
+    /// student, as `(sigla_materia, sigla_requerida)` sorted by both. Backends that lock rows
+    /// also keep the APROBADA rows that meet the other prerequisites from changing until commit.
+    async fn missing_prerequisites(
+        &mut self,
+        registro_academico: &str,
+        siglas: &[String],
+    ) -> Result<Vec<(String, String)>, StoreError>;
     async fn insert_detalle(
         &mut self,
         codigo_inscripcion: &str,
@@ -310,6 +321,9 @@ pub async fn enroll<T: EnrollmentTx>(
     if rules.reject_passed_materia {
         check_not_passed(tx, ra, &slots).await?;
     }
+    if rules.enforce_prerequisites {
+        check_prerequisites(tx, ra, &slots).await?;
+    }
 
     let mut new_details = Vec::with_capacity(slots.len());
     for slot in &slots {
@@ -435,4 +449,46 @@ async fn check_not_passed<T: EnrollmentTx>(
     )
     .with_grupo(&slot.codigo_grupo)
     .into())
+}
+
+/// Rejects the first requested group, in request order, whose materia has a prerequisite
+/// that the student has not passed, listing every missing one.
+async fn check_prerequisites<T: EnrollmentTx>(
+    tx: &mut T,
+    registro_academico: &str,
+    slots: &[GroupSlot],
+) -> Result<(), EnrollError> {
+    let siglas: Vec<String> = slots.iter().map(|s| s.sigla_materia.clone()).collect();
+    let missing = tx
+        .missing_prerequisites(registro_academico, &siglas)
+        .await?;
+    for slot in slots {
+        let faltantes: Vec<&str> = missing
+            .iter()
+            .filter(|(materia, _)| *materia == slot.sigla_materia)
+            .map(|(_, requerida)| requerida.as_str())
+            .collect();
+        if faltantes.is_empty() {
+            continue;
+        }
+        return Err(DomainError::new(
+            ErrorCode::PrerrequisitoNoCumplido,
+            format!(
+                "Student {registro_academico} has not passed the prerequisites of materia {} \
+                 (group {}): {}; record an APROBADA historial row for each first",
+                slot.sigla_materia,
+                slot.codigo_grupo,
+                faltantes.join(", ")
+            ),
+            json!({
+                "registro_academico": registro_academico,
+                "codigo_grupo": slot.codigo_grupo,
+                "sigla_materia": slot.sigla_materia,
+                "prerrequisitos_faltantes": faltantes,
+            }),
+        )
+        .with_grupo(&slot.codigo_grupo)
+        .into());
+    }
+    Ok(())
 }

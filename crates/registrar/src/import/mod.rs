@@ -21,6 +21,7 @@ use rows::{Fields, RowReader};
 pub enum Table {
     Carreras,
     Materias,
+    Prerrequisitos,
     Docentes,
     Aulas,
     Horarios,
@@ -32,9 +33,10 @@ pub enum Table {
 }
 
 impl Table {
-    pub const ALL: [Table; 10] = [
+    pub const ALL: [Table; 11] = [
         Table::Carreras,
         Table::Materias,
+        Table::Prerrequisitos,
         Table::Docentes,
         Table::Aulas,
         Table::Horarios,
@@ -50,6 +52,7 @@ impl Table {
         match self {
             Self::Carreras => "carreras",
             Self::Materias => "materias",
+            Self::Prerrequisitos => "prerrequisitos",
             Self::Docentes => "docentes",
             Self::Aulas => "aulas",
             Self::Horarios => "horarios",
@@ -301,6 +304,7 @@ fn push_row(catalog: &mut Catalog, table: Table, r: &mut RowReader) {
     match table {
         Table::Carreras => catalog.carreras.push(rows::carrera(r)),
         Table::Materias => catalog.materias.push(rows::materia(r)),
+        Table::Prerrequisitos => catalog.prerrequisitos.push(rows::prerrequisito(r)),
         Table::Docentes => catalog.docentes.push(rows::docente(r)),
         Table::Aulas => catalog.aulas.push(rows::aula(r)),
         Table::Horarios => catalog.horarios.push(rows::horario(r)),
@@ -345,6 +349,16 @@ fn check_cross_rows(
             Table::Materias,
             "sigla",
             duplicates(catalog.materias.iter().map(|r| r.sigla.clone())),
+        ),
+        (
+            Table::Prerrequisitos,
+            "sigla_requerida",
+            duplicates(
+                catalog
+                    .prerrequisitos
+                    .iter()
+                    .map(|r| format!("{} requiring {}", r.sigla_materia, r.sigla_requerida)),
+            ),
         ),
         (
             Table::Docentes,
@@ -455,6 +469,14 @@ fn check_cross_rows(
             );
         }
     };
+    for (i, p) in catalog.prerrequisitos.iter().enumerate() {
+        for (field, value) in [
+            ("sigla_materia", &p.sigla_materia),
+            ("sigla_requerida", &p.sigla_requerida),
+        ] {
+            check(Table::Prerrequisitos, i, field, value, &materias, "materia");
+        }
+    }
     for (i, g) in catalog.grupos.iter().enumerate() {
         check(
             Table::Grupos,
@@ -524,6 +546,62 @@ fn check_cross_rows(
     }
 
     check_active_periods(catalog, existing, report);
+    check_prerequisite_cycles(catalog, existing, report);
+}
+
+/// Rejects imported prerequisites that close a cycle with the others, stored ones included:
+/// no materia in a cycle could ever be taken.
+fn check_prerequisite_cycles(
+    catalog: &Catalog,
+    existing: &CatalogKeys,
+    report: &mut impl FnMut(Table, usize, &str, String),
+) {
+    let mut requires: HashMap<&str, Vec<&str>> = HashMap::new();
+    for p in existing
+        .prerrequisitos
+        .iter()
+        .chain(&catalog.prerrequisitos)
+    {
+        requires
+            .entry(&p.sigla_materia)
+            .or_default()
+            .push(&p.sigla_requerida);
+    }
+    for (index, p) in catalog.prerrequisitos.iter().enumerate() {
+        // A materia that requires itself is reported by the row check.
+        if p.sigla_materia == p.sigla_requerida {
+            continue;
+        }
+        if requires_transitively(&requires, &p.sigla_requerida, &p.sigla_materia) {
+            report(
+                Table::Prerrequisitos,
+                index,
+                "sigla_requerida",
+                format!(
+                    "{} already requires {}, directly or through other prerequisites; this \
+                     pair would form a cycle in which no materia could be taken",
+                    p.sigla_requerida, p.sigla_materia
+                ),
+            );
+        }
+    }
+}
+
+/// Returns whether `from` requires `to` through a chain of one or more prerequisites.
+fn requires_transitively(requires: &HashMap<&str, Vec<&str>>, from: &str, to: &str) -> bool {
+    let mut pending = vec![from];
+    let mut seen = HashSet::new();
+    while let Some(sigla) = pending.pop() {
+        if sigla == to {
+            return true;
+        }
+        if seen.insert(sigla)
+            && let Some(next) = requires.get(sigla)
+        {
+            pending.extend(next.iter().copied());
+        }
+    }
+    false
 }
 
 /// At most one period may be ACTIVO once the import is applied.
@@ -572,6 +650,7 @@ fn check_active_periods(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::catalog::Prerrequisito;
 
     fn source(table: Table, rows: &[&[(&str, &str)]]) -> Source {
         Source {
@@ -669,6 +748,74 @@ mod tests {
                 .any(|p| p.starts_with("grupos.csv:3: codigo_grupo: G1 appears more than once")),
             "{located:?}"
         );
+    }
+
+    #[test]
+    fn prerequisite_problems_are_located() {
+        let sources = vec![
+            source(
+                Table::Materias,
+                &[
+                    &[("sigla", "A"), ("nombre", "A"), ("creditos", "4")],
+                    &[("sigla", "B"), ("nombre", "B"), ("creditos", "4")],
+                ],
+            ),
+            source(
+                Table::Prerrequisitos,
+                &[
+                    &[("sigla_materia", "A"), ("sigla_requerida", "A")],
+                    &[("sigla_materia", "B"), ("sigla_requerida", "NOPE")],
+                    &[("sigla_materia", "B"), ("sigla_requerida", "A")],
+                    &[("sigla_materia", "B"), ("sigla_requerida", "A")],
+                ],
+            ),
+        ];
+        let problems = parse(&sources, &CatalogKeys::default()).unwrap_err();
+        let located: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert!(
+            located
+                .iter()
+                .any(|p| p.starts_with("prerrequisitos.csv:2: sigla_requerida: must differ")),
+            "{located:?}"
+        );
+        assert!(
+            located
+                .iter()
+                .any(|p| p.starts_with("prerrequisitos.csv:3: sigla_requerida: materia NOPE")),
+            "{located:?}"
+        );
+        assert!(
+            located.iter().any(|p| p.starts_with(
+                "prerrequisitos.csv:5: sigla_requerida: B requiring A appears more than once"
+            )),
+            "{located:?}"
+        );
+    }
+
+    #[test]
+    fn prerequisite_cycle_through_stored_pair_is_rejected() {
+        let sources = vec![source(
+            Table::Prerrequisitos,
+            &[&[("sigla_materia", "A"), ("sigla_requerida", "C")]],
+        )];
+        let existing = CatalogKeys {
+            materias: ["A", "B", "C"].iter().map(|s| s.to_string()).collect(),
+            prerrequisitos: vec![
+                Prerrequisito {
+                    sigla_materia: "C".into(),
+                    sigla_requerida: "B".into(),
+                },
+                Prerrequisito {
+                    sigla_materia: "B".into(),
+                    sigla_requerida: "A".into(),
+                },
+            ],
+            ..CatalogKeys::default()
+        };
+        let problems = parse(&sources, &existing).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].field, "sigla_requerida");
+        assert!(problems[0].message.contains("cycle"), "{problems:?}");
     }
 
     #[test]

@@ -8,7 +8,9 @@ use time::{Date, Time};
 
 use crate::domain::catalog::{
     Aula, Bloqueo, Carrera, Docente, EstudianteRow, GrupoRow, HistorialRow, HorarioRow, Materia,
+    Prerrequisito,
 };
+use crate::domain::historial::HISTORIAL_ESTADOS;
 use crate::domain::model::Periodo;
 
 /// One row's fields as text; an empty value counts as absent.
@@ -176,6 +178,21 @@ pub fn materia(r: &mut RowReader) -> Materia {
     }
 }
 
+pub fn prerrequisito(r: &mut RowReader) -> Prerrequisito {
+    let sigla_materia = r.required("sigla_materia", 8);
+    let sigla_requerida = r.required("sigla_requerida", 8);
+    if !sigla_materia.is_empty() && sigla_materia == sigla_requerida {
+        r.reject(
+            "sigla_requerida",
+            "must differ from sigla_materia: a materia cannot require itself",
+        );
+    }
+    Prerrequisito {
+        sigla_materia,
+        sigla_requerida,
+    }
+}
+
 pub fn docente(r: &mut RowReader) -> Docente {
     Docente {
         codigo_docente: r.required("codigo_docente", 8),
@@ -298,8 +315,6 @@ pub fn bloqueo(r: &mut RowReader) -> Bloqueo {
         descripcion: r.text("descripcion", 100),
     }
 }
-
-pub const HISTORIAL_ESTADOS: [&str; 3] = ["APROBADA", "REPROBADA", "RETIRADA"];
 
 pub fn historial(r: &mut RowReader) -> HistorialRow {
     let registro_academico = r.required("registro_academico", 20);

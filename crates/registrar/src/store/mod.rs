@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::StoreError;
 
-use crate::domain::catalog::{Catalog, CatalogKeys, LoadReport};
+use crate::domain::catalog::{Catalog, CatalogKeys, LoadReport, Prerrequisito};
 use crate::domain::enrollment::{
     EnrollError, EnrollmentOutcome, EnrollmentRequest, EnrollmentRules,
 };
@@ -285,3 +285,12 @@ pub(crate) fn catalog_keys_from_rows(rows: Vec<(String, String)>) -> CatalogKeys
     keys
 }
 
+/// Turns `(sigla_materia, sigla_requerida)` rows into prerequisites.
+pub(crate) fn prerrequisitos_from_rows(rows: Vec<(String, String)>) -> Vec<Prerrequisito> {
+    rows.into_iter()
+        .map(|(sigla_materia, sigla_requerida)| Prerrequisito {
+            sigla_materia,
+            sigla_requerida,
+        })
+        .collect()
+}

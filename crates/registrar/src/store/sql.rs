@@ -253,6 +253,27 @@ pub const DELETE_HISTORIAL: &str = "DELETE FROM historial_academico WHERE id_his
 pub const CLOSE_PERIODO: &str =
     "UPDATE periodo_academico SET estado = 'CERRADO' WHERE codigo_periodo = $1";
 
+// Prerequisites.
+
+/// The prerequisites of materias `$2` that student `$1` has not passed, as
+/// `(sigla_materia, sigla_requerida)`. `$siglas` is the backend's condition that
+/// `p.sigla_materia` is in the list bound to `$2`.
+macro_rules! select_missing_prerequisites {
+    ($siglas:literal) => {
+        concat!(
+            "SELECT p.sigla_materia, p.sigla_requerida FROM prerrequisito p WHERE ",
+            $siglas,
+            " AND NOT EXISTS (SELECT 1 FROM historial_academico h \
+             WHERE h.registro_academico = $1 AND h.sigla_materia = p.sigla_requerida \
+             AND h.estado = 'APROBADA') \
+             ORDER BY p.sigla_materia, p.sigla_requerida"
+        )
+    };
+}
+pub(crate) use select_missing_prerequisites;
+
+pub const SELECT_PRERREQUISITOS: &str = "SELECT sigla_materia, sigla_requerida FROM prerrequisito ORDER BY sigla_materia, sigla_requerida";
+
 // Catalog. One statement per table and load mode: `KEEP_EXISTING` inserts rows whose key is
 // new and leaves the others alone; `UPSERT` also updates a row when one of its values
 // differs, so loading the same rows twice writes nothing the second time. Neither changes a
@@ -312,6 +333,11 @@ macro_rules! insert_bloqueo {
          VALUES ($1, $2, $3) ON CONFLICT"
     };
 }
+macro_rules! insert_prerrequisito {
+    () => {
+        "INSERT INTO prerrequisito (sigla_materia, sigla_requerida) VALUES ($1, $2) ON CONFLICT"
+    };
+}
 macro_rules! insert_historial {
     () => {
         "INSERT INTO historial_academico (registro_academico, sigla_materia, codigo_periodo, \
@@ -332,6 +358,7 @@ pub struct CatalogStatements {
     pub estudiante: &'static str,
     pub bloqueo: &'static str,
     pub historial: &'static str,
+    pub prerrequisito: &'static str,
 }
 
 pub const KEEP_EXISTING: CatalogStatements = CatalogStatements {
@@ -345,6 +372,7 @@ pub const KEEP_EXISTING: CatalogStatements = CatalogStatements {
     estudiante: concat!(insert_estudiante!(), " DO NOTHING"),
     bloqueo: concat!(insert_bloqueo!(), " DO NOTHING"),
     historial: concat!(insert_historial!(), " DO NOTHING"),
+    prerrequisito: concat!(insert_prerrequisito!(), " DO NOTHING"),
 };
 
 /// Both SQLite (3.39 and later) and PostgreSQL accept `IS DISTINCT FROM` between row values,
@@ -434,6 +462,8 @@ pub const UPSERT: CatalogStatements = CatalogStatements {
          IS DISTINCT FROM (excluded.nota_final, excluded.estado, excluded.observacion, \
          excluded.fecha_registro)"
     ),
+    // The pair is the whole row, so an existing pair has nothing to update.
+    prerrequisito: concat!(insert_prerrequisito!(), " DO NOTHING"),
 };
 
 /// Keys of the catalog tables an import refers to, and the active period.

@@ -48,6 +48,16 @@ const LOCK_INSCRIPCION_GROUPS: &str = "SELECT codigo_grupo FROM grupo WHERE codi
 const SELECT_PASSED_MATERIAS: &str = "SELECT DISTINCT sigla_materia FROM historial_academico \
      WHERE registro_academico = $1 AND estado = 'APROBADA' AND sigla_materia = ANY($2)";
 
+const MISSING_PREREQUISITES: &str = sql::select_missing_prerequisites!("p.sigla_materia = ANY($2)");
+
+/// Takes a shared lock on the student's APROBADA rows of materias that `$2` require, so that
+/// a concurrent update or delete of such a row waits until the enrollment commits. An update
+/// already in progress makes this wait, and the check that follows then reads its result.
+const LOCK_PASSED_PREREQUISITES: &str = "SELECT h.id_historial FROM historial_academico h \
+     JOIN prerrequisito p ON p.sigla_requerida = h.sigla_materia \
+     WHERE h.registro_academico = $1 AND h.estado = 'APROBADA' AND p.sigla_materia = ANY($2) \
+     ORDER BY h.id_historial FOR SHARE OF h";
+
 /// Draws the next value of `sequence` and formats it as `prefix` + 9 digits, the format of
 /// the SQLite store's codes.
 pub async fn next_code(
@@ -205,6 +215,24 @@ impl EnrollmentTx for PgTx<'_> {
             .fetch_all(&mut *self.conn)
             .await?;
         Ok(passed)
+    }
+
+    async fn missing_prerequisites(
+        &mut self,
+        registro_academico: &str,
+        siglas: &[String],
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        sqlx::query(LOCK_PASSED_PREREQUISITES)
+            .bind(registro_academico)
+            .bind(siglas)
+            .fetch_all(&mut *self.conn)
+            .await?;
+        let missing = sqlx::query_as(MISSING_PREREQUISITES)
+            .bind(registro_academico)
+            .bind(siglas)
+            .fetch_all(&mut *self.conn)
+            .await?;
+        Ok(missing)
     }
 
     async fn insert_detalle(

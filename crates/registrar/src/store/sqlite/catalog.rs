@@ -41,6 +41,17 @@ pub async fn load(
     count("materia", n);
 
     let mut n = 0;
+    for p in &catalog.prerrequisitos {
+        n += sqlx::query(statements.prerrequisito)
+            .bind(&p.sigla_materia)
+            .bind(&p.sigla_requerida)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+    }
+    count("prerrequisito", n);
+
+    let mut n = 0;
     for d in &catalog.docentes {
         n += sqlx::query(statements.docente)
             .bind(&d.codigo_docente)

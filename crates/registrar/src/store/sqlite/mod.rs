@@ -425,7 +425,12 @@ impl Store for SqliteStore {
         let rows: Vec<(String, String)> = sqlx::query_as(sql::SELECT_CATALOG_KEYS)
             .fetch_all(&self.read)
             .await?;
-        Ok(super::catalog_keys_from_rows(rows))
+        let pairs: Vec<(String, String)> = sqlx::query_as(sql::SELECT_PRERREQUISITOS)
+            .fetch_all(&self.read)
+            .await?;
+        let mut keys = super::catalog_keys_from_rows(rows);
+        keys.prerrequisitos = super::prerrequisitos_from_rows(pairs);
+        Ok(keys)
     }
 
     async fn enqueue(&self, jobs: &[NewJob]) -> Result<(), StoreError> {

@@ -23,6 +23,11 @@ pub const SELECT_INSCRIPCION: &str = "SELECT codigo_inscripcion, registro_academ
 const SLOT_COLUMNS: &str = "g.codigo_grupo, g.sigla_materia, g.cupo, g.inscritos_actuales, \
      h.dias_semana, h.hora_inicio, h.hora_fin";
 
+/// `$2` is a JSON array of siglas.
+const MISSING_PREREQUISITES: &str = crate::store::sql::select_missing_prerequisites!(
+    "p.sigla_materia IN (SELECT value FROM json_each($2))"
+);
+
 /// Draws the next value of a named counter and formats it as `prefix` + 9 digits.
 pub async fn next_code(
     conn: &mut SqliteConnection,
@@ -175,6 +180,20 @@ impl EnrollmentTx for SqliteTx<'_> {
         .fetch_all(&mut *self.conn)
         .await?;
         Ok(passed)
+    }
+
+    async fn missing_prerequisites(
+        &mut self,
+        registro_academico: &str,
+        siglas: &[String],
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let siglas = serde_json::to_string(siglas).expect("strings serialise");
+        let missing = sqlx::query_as(MISSING_PREREQUISITES)
+            .bind(registro_academico)
+            .bind(siglas)
+            .fetch_all(&mut *self.conn)
+            .await?;
+        Ok(missing)
     }
 
     async fn insert_detalle(

@@ -236,6 +236,9 @@ pub struct PeriodoHistorial {
 }
 
 /// Groups a student's rows by period, periods in ascending code order.
+///
+/// NOTE: code order is chronological only within one code format: `1-2025` sorts before
+/// `2023-2`, because the demo catalog mixes year-first and semester-first codes.
 pub fn group_by_periodo(records: &[HistorialRecord]) -> Vec<PeriodoHistorial> {
     let mut by_periodo: BTreeMap<&str, Vec<HistorialRecord>> = BTreeMap::new();
     for record in records {

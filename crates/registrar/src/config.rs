@@ -55,6 +55,8 @@ pub struct Config {
     pub enforce_enrollment_window: bool,
     pub reject_passed_materia: bool,
     pub enforce_prerequisites: bool,
+    /// Seconds a request may take, reading its body included, before it is answered 408.
+    pub request_timeout_seconds: u64,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     pub admin_token: Option<String>,
@@ -98,6 +100,7 @@ impl Default for Config {
             enforce_enrollment_window: false,
             reject_passed_materia: true,
             enforce_prerequisites: true,
+            request_timeout_seconds: 60,
             max_body_bytes: 256 * 1024,
             admin_token: None,
         }
@@ -144,6 +147,26 @@ impl Config {
             if value == 0 {
                 return Err(ConfigError(format!("{key}: must be greater than 0")));
             }
+        }
+        let max_ok = self.task_retry_backoff_max.is_finite() && self.task_retry_backoff_max >= 0.0;
+        if !max_ok {
+            return Err(ConfigError(
+                "TASK_RETRY_BACKOFF_MAX: must be a non-negative number of seconds".into(),
+            ));
+        }
+        if self.is_postgres() && self.database_pool_max < 2 {
+            return Err(ConfigError(
+                "DATABASE_POOL_MAX: must be at least 2 on PostgreSQL, because one connection \
+                 listens for job notifications"
+                    .into(),
+            ));
+        }
+        if let Some(url) = &self.redis_url
+            && redis::parse_redis_url(url).is_none()
+        {
+            return Err(ConfigError(
+                "REDIS_URL: must be a redis://, rediss:// or unix:// URL".into(),
+            ));
         }
         if !self.task_retry_delay.is_finite() || self.task_retry_delay < 0.0 {
             return Err(ConfigError(

@@ -12,6 +12,7 @@ use tracing::{error, info};
 use registrar::app;
 use registrar::config::Config;
 use registrar::http::{self, AppState};
+use registrar::import::ReadError;
 use registrar::store::Store;
 
 #[derive(Parser)]
@@ -105,7 +106,23 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
 /// Validates the catalog at `path`, then loads it unless `dry_run`. Problems go to stderr,
 /// one per line, and give exit status 1.
 async fn run_import(store: &dyn Store, path: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
-    let sources = registrar::import::read_sources(path)?;
+    let sources = match registrar::import::read_sources(path) {
+        Ok(sources) => sources,
+        Err(ReadError::Malformed(problems)) => {
+            for problem in &problems {
+                eprintln!("{problem}");
+            }
+            eprintln!(
+                "import rejected: {} malformed record(s); nothing was written",
+                problems.len()
+            );
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => {
+            eprintln!("import rejected: {e}; nothing was written");
+            return Ok(ExitCode::from(1));
+        }
+    };
     let rows: usize = sources.iter().map(|s| s.rows.len()).sum();
     println!("read {rows} rows from {} file(s)", sources.len());
     let existing = store.catalog_keys().await?;
@@ -160,12 +177,18 @@ async fn serve(
     let listener = tokio::net::TcpListener::bind(addr).await?;
     info!(address = %listener.local_addr()?, "listening");
     let redis = app::connect_redis(&config)?;
+    let grace = std::time::Duration::from_secs(config.shutdown_grace_seconds);
     let state = AppState::new(store, Arc::new(config), workers).with_redis(redis);
     let server_shutdown = shutdown.clone();
-    http::serve(listener, http::app(state), async move {
-        app::shutdown_signal().await;
-        server_shutdown.cancel();
-    })
+    http::serve(
+        listener,
+        http::app(state),
+        async move {
+            app::shutdown_signal().await;
+            server_shutdown.cancel();
+        },
+        grace,
+    )
     .await?;
     shutdown.cancel();
     if let Some(handle) = worker_handle {

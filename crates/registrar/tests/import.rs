@@ -99,7 +99,8 @@ async fn changed_row_is_updated_and_counters_kept() {
     let dir = tempdir();
     std::fs::write(
         dir.join("grupos.csv"),
-        "codigo_grupo,sigla_materia,cupo,descripcion\nG-ELC102-E,ELC102,55,Grupo ampliado\n",
+        "codigo_grupo,sigla_materia,codigo_docente,codigo_aula,codigo_horario,descripcion,cupo\n\
+         G-ELC102-E,ELC102,DOC001,A-101,H-LM0810,Grupo ampliado,55\n",
     )
     .expect("write");
     common::execute(
@@ -160,7 +161,11 @@ async fn invalid_rows_are_all_reported_and_nothing_written() {
         "{report}"
     );
     assert!(
-        report.contains("grupos.csv:3: cupo: must be greater than 0"),
+        report.contains("grupos.csv:3: cupo: must be between 1 and 100000"),
+        "{report}"
+    );
+    assert!(
+        report.contains("grupos.csv:1: codigo_horario: column is missing"),
         "{report}"
     );
     assert_eq!(

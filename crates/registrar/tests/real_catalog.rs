@@ -8,7 +8,7 @@
 mod common;
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{TestApp, fresh_db, scalar, test_config};
@@ -64,7 +64,7 @@ fn clock(minutes: u32) -> String {
 
 /// Converts `sections.csv` into an import document and the list of converted sections.
 /// Sections without seats are left out, because the schema requires `cupo > 0`.
-fn convert(dir: &PathBuf) -> (Value, Vec<Section>) {
+fn convert(dir: &Path) -> (Value, Vec<Section>) {
     let mut reader = csv::Reader::from_path(dir.join("sections.csv")).expect("sections.csv");
     let mut materias = BTreeMap::new();
     let mut docentes = BTreeMap::new();
@@ -84,23 +84,25 @@ fn convert(dir: &PathBuf) -> (Value, Vec<Section>) {
         let sigla = row["catalog_id"].replace(' ', "");
         let credits = row["credits"].parse::<f64>().unwrap_or(0.0) as i64;
         let title: String = row["title"].chars().take(100).collect();
-        materias
-            .entry(sigla.clone())
-            .or_insert(json!({ "sigla": sigla, "nombre": title, "creditos": credits }));
+        materias.entry(sigla.clone()).or_insert(json!({
+            "sigla": sigla, "nombre": title, "creditos": credits, "es_electiva": false,
+        }));
 
         let instructor = row["instructor"].trim().to_owned();
         let docente = (!instructor.is_empty()).then(|| {
             let code = format!("IN{}", instructor.trim_start_matches("Instructor ").trim());
-            docentes
-                .entry(code.clone())
-                .or_insert(json!({ "codigo_docente": code, "nombre": instructor }));
+            docentes.entry(code.clone()).or_insert(json!({
+                "codigo_docente": code, "nombre": instructor, "apellido": null,
+                "ci": null, "correo": null, "telefono": null,
+            }));
             code
         });
         let location = row["location"].trim().to_owned();
         let aula = (!location.is_empty()).then(|| {
             let next = format!("R{:04}", aulas.len() + 1);
             let entry = aulas.entry(location.clone()).or_insert(json!({
-                "codigo_aula": next, "ubicacion": location,
+                "codigo_aula": next, "modulo": null, "aula": null, "capacidad": null,
+                "ubicacion": location,
             }));
             entry["codigo_aula"].as_str().expect("code").to_owned()
         });
@@ -156,7 +158,7 @@ fn overlaps(a: &Section, b: &Section) -> bool {
     s1 < e2 && s2 < e1 && a.days.iter().any(|d| b.days.contains(d))
 }
 
-fn import(db: &common::TestDb, file: &PathBuf) -> String {
+fn import(db: &common::TestDb, file: &Path) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_registrar"))
         .arg("import")
         .arg(file)

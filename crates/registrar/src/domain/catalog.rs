@@ -156,4 +156,17 @@ pub struct CatalogKeys {
     pub active_periodo: Option<String>,
     /// The prerequisites already stored, which an import adds to.
     pub prerrequisitos: Vec<Prerrequisito>,
+    /// Groups that students hold, which an import may not change in ways that would break
+    /// their enrollments.
+    pub held_grupos: std::collections::HashMap<String, HeldGrupo>,
+    /// Horarios of held groups, which an import may not move.
+    pub held_horarios: std::collections::HashMap<String, HorarioRow>,
+}
+
+/// What an import must keep of a group that students hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldGrupo {
+    pub sigla_materia: String,
+    pub codigo_horario: Option<String>,
+    pub inscritos_actuales: i64,
 }

@@ -41,6 +41,7 @@ pub enum ErrorCode {
     NotFound,
     MethodNotAllowed,
     PayloadTooLarge,
+    RequestTimeout,
     UnsupportedMediaType,
     Forbidden,
     Unauthorized,
@@ -83,6 +84,7 @@ impl ErrorCode {
             Self::NotFound => "HTTP_404",
             Self::MethodNotAllowed => "HTTP_405",
             Self::PayloadTooLarge => "HTTP_413",
+            Self::RequestTimeout => "HTTP_408",
             Self::UnsupportedMediaType => "HTTP_415",
             Self::Forbidden => "AUTHORIZATION_ERROR",
             Self::Unauthorized => "AUTHENTICATION_ERROR",
@@ -126,6 +128,7 @@ impl ErrorCode {
             Self::InternalServerError => StatusCode::INTERNAL_SERVER_ERROR,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
         }

@@ -38,6 +38,8 @@ pub fn check_id(
         Some("must not be blank; send the id as a non-empty string".to_owned())
     } else if trimmed.chars().count() > max {
         Some(format!("must be at most {max} characters long"))
+    } else if trimmed.chars().any(char::is_control) {
+        Some("must not contain control characters such as NUL, tab or newline".to_owned())
     } else {
         None
     };

@@ -13,6 +13,9 @@ use crate::domain::enrollment::EnrollError;
 use crate::domain::error::{DomainError, ErrorCode, FieldError, validation_details};
 use crate::store::StoreError;
 
+/// Field errors listed in one answer.
+pub const MAX_REPORTED_ERRORS: usize = 20;
+
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub code: ErrorCode,
@@ -33,17 +36,21 @@ impl ApiError {
         }
     }
 
+    /// A 422 listing the field errors. At most [`MAX_REPORTED_ERRORS`] are listed, so that
+    /// a huge invalid body cannot produce a larger answer; `total_errors` counts them all.
     pub fn validation(errors: Vec<FieldError>) -> Self {
-        let message = errors
+        let shown = &errors[..errors.len().min(MAX_REPORTED_ERRORS)];
+        let mut message = shown
             .iter()
             .map(|e| format!("{}: {}", e.field, e.message))
             .collect::<Vec<_>>()
             .join("; ");
-        Self::new(
-            ErrorCode::ValidationError,
-            message,
-            validation_details(&errors),
-        )
+        if errors.len() > shown.len() {
+            message.push_str(&format!("; and {} more", errors.len() - shown.len()));
+        }
+        let mut details = validation_details(shown);
+        details["total_errors"] = json!(errors.len());
+        Self::new(ErrorCode::ValidationError, message, details)
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {

@@ -88,19 +88,29 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         } else {
             kind
         };
+        // A syntax error's position is the fix; a data error's field already locates it.
+        let message = if kind == "json_invalid" {
+            message
+        } else {
+            strip_position(&message)
+        };
         ApiError::validation(vec![FieldError {
             field,
-            message: strip_position(&message),
+            message,
             kind,
             input: Value::Null,
         }])
     })
 }
 
-/// `grupos[1]` becomes `body -> grupos -> 1`; the root `.` becomes `body`.
+/// `grupos[1]` becomes `body -> grupos -> 1`; the root `.`, and the `?` that marks an
+/// unknown position in malformed JSON, become `body`.
 fn path_to_field(path: &str) -> String {
     let mut field = String::from("body");
-    for part in path.split(['.', '[', ']']).filter(|p| !p.is_empty()) {
+    for part in path
+        .split(['.', '[', ']'])
+        .filter(|p| !p.is_empty() && *p != "?")
+    {
         field.push_str(" -> ");
         field.push_str(part);
     }

@@ -98,10 +98,14 @@ pub async fn create_sync(
         .enroll_sync(&request, &rules, clock::today())
         .await?;
     let codigo = &outcome.inscripcion.codigo_inscripcion;
-    let full = match state.store.inscripcion(codigo).await? {
+    let reread = state.store.inscripcion(codigo).await;
+    if let Err(e) = &reread {
+        tracing::warn!(error = %e, codigo_inscripcion = %codigo, "reading the new inscription failed after commit; answering from the enrollment");
+    }
+    let full = match reread.ok().flatten() {
         Some(full) => full,
-        // A delete committed between the enrollment and this read; answer with what the
-        // enrollment wrote.
+        // The enrollment committed, but the read failed or a delete removed the row since:
+        // answer with what the enrollment wrote.
         None => InscripcionFull {
             inscripcion: outcome.inscripcion.clone(),
             estudiante: None,

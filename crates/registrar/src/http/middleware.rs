@@ -131,6 +131,7 @@ fn write_envelope(response: &mut Response, error: &ApiError, path: &str, request
 fn generic_error(status: axum::http::StatusCode) -> ApiError {
     let code = match status.as_u16() {
         404 => ErrorCode::NotFound,
+        408 => ErrorCode::RequestTimeout,
         405 => ErrorCode::MethodNotAllowed,
         413 => ErrorCode::PayloadTooLarge,
         415 => ErrorCode::UnsupportedMediaType,
@@ -148,7 +149,7 @@ fn generic_error(status: axum::http::StatusCode) -> ApiError {
 
 pub async fn not_found(req: Request) -> ApiError {
     ApiError::not_found(format!(
-        "No route matches {} {}; see /openapi.json for the routes",
+        "No route matches {} {}; check the path and the API prefix /api/v1",
         req.method(),
         req.uri().path()
     ))

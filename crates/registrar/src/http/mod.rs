@@ -14,7 +14,7 @@ mod system;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -23,6 +23,7 @@ use axum::routing::{delete, get, post};
 use tower::Layer;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
+use tower_http::timeout::TimeoutLayer;
 
 use crate::config::Config;
 use crate::jobs::worker::Workers;
@@ -162,6 +163,10 @@ pub fn app(state: AppState) -> NormalizePath<Router> {
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(state.config.request_timeout_seconds),
+        ))
         .layer(cors_layer(&state.config.allowed_origins))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -187,16 +192,38 @@ fn cors_layer(allowed: &str) -> CorsLayer {
     layer.allow_origin(AllowOrigin::list(origins))
 }
 
-/// Serves `app` on `listener` until `shutdown` completes.
+/// Serves `app` on `listener` until `shutdown` completes, then lets open requests finish for
+/// at most `grace` before returning, so that a stalled client cannot hold the process.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: NormalizePath<Router>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    grace: Duration,
 ) -> std::io::Result<()> {
     use axum::ServiceExt;
     use axum::extract::Request;
+    use std::future::IntoFuture;
+
+    let stopping = std::sync::Arc::new(tokio::sync::Notify::new());
+    let signal = {
+        let stopping = stopping.clone();
+        async move {
+            shutdown.await;
+            stopping.notify_one();
+        }
+    };
     let service = ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app);
-    axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let server = axum::serve(listener, service)
+        .with_graceful_shutdown(signal)
+        .into_future();
+    tokio::select! {
+        result = server => result,
+        _ = async {
+            stopping.notified().await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(grace_s = grace.as_secs(), "connections still open after the grace period; closing them");
+            Ok(())
+        }
+    }
 }

@@ -65,6 +65,89 @@ impl Table {
     }
 }
 
+impl Table {
+    /// Returns every column of the table. An import must carry all of them, because an
+    /// absent column would otherwise overwrite stored values with nothing.
+    pub fn columns(self) -> &'static [&'static str] {
+        match self {
+            Self::Carreras => &["codigo_carrera", "nombre"],
+            Self::Materias => &["sigla", "nombre", "creditos", "es_electiva"],
+            Self::Docentes => &[
+                "codigo_docente",
+                "nombre",
+                "apellido",
+                "ci",
+                "correo",
+                "telefono",
+            ],
+            Self::Aulas => &["codigo_aula", "modulo", "aula", "capacidad", "ubicacion"],
+            Self::Horarios => &["codigo_horario", "dias_semana", "hora_inicio", "hora_fin"],
+            Self::Grupos => &[
+                "codigo_grupo",
+                "sigla_materia",
+                "codigo_docente",
+                "codigo_aula",
+                "codigo_horario",
+                "descripcion",
+                "cupo",
+            ],
+            Self::Periodos => &[
+                "codigo_periodo",
+                "semestre",
+                "fecha_inicio",
+                "fecha_fin",
+                "estado",
+            ],
+            Self::Estudiantes => &[
+                "registro_academico",
+                "codigo_carrera",
+                "nombre",
+                "apellido",
+                "ci",
+                "correo",
+                "telefono",
+                "direccion",
+                "estado_academico",
+            ],
+            Self::Bloqueos => &["codigo_bloqueo", "registro_academico", "descripcion"],
+            Self::Historial => &[
+                "registro_academico",
+                "sigla_materia",
+                "codigo_periodo",
+                "nota_final",
+                "estado",
+                "observacion",
+                "fecha_registro",
+            ],
+            Self::Prerrequisitos => &["sigla_materia", "sigla_requerida"],
+        }
+    }
+}
+
+/// Reports columns that are missing from, or unknown to, one row's fields.
+fn check_columns(table: Table, fields: &Fields) -> Vec<rows::FieldProblem> {
+    let expected = table.columns();
+    let mut problems: Vec<rows::FieldProblem> = expected
+        .iter()
+        .filter(|c| !fields.contains_key(**c))
+        .map(|c| rows::FieldProblem {
+            field: (*c).to_owned(),
+            message: "column is missing; list every column and leave a cell empty for no value"
+                .to_owned(),
+        })
+        .collect();
+    let mut unknown: Vec<&String> = fields
+        .keys()
+        .filter(|k| !expected.contains(&k.as_str()))
+        .collect();
+    unknown.sort();
+    problems.extend(unknown.into_iter().map(|k| rows::FieldProblem {
+        field: k.clone(),
+        message: format!("unknown column; the columns are {}", expected.join(", ")),
+    }));
+    problems
+}
+
 /// The rows of one table as read from a file, each with its line number.
 #[derive(Debug, Clone)]
 pub struct Source {
@@ -102,6 +185,8 @@ pub enum ReadError {
     },
     #[error("{0}")]
     Format(ImportProblem),
+    #[error("{} malformed CSV record(s), the first: {}", .0.len(), .0[0])]
+    Malformed(Vec<ImportProblem>),
     #[error("{path} contains none of the catalog files ({expected})")]
     Empty { path: PathBuf, expected: String },
 }
@@ -129,8 +214,15 @@ fn read_csv_folder(dir: &Path) -> Result<Vec<Source>, ReadError> {
             .map_err(|e| csv_error(&file, e))?;
         let headers = reader.headers().map_err(|e| csv_error(&file, e))?.clone();
         let mut rows = Vec::new();
+        let mut malformed = Vec::new();
         for record in reader.records() {
-            let record = record.map_err(|e| csv_error(&file, e))?;
+            let record = match record {
+                Ok(record) => record,
+                Err(e) => {
+                    malformed.push(csv_problem(&file, e));
+                    continue;
+                }
+            };
             let line = record.position().map_or(0, |p| p.line() as usize);
             let fields: Fields = headers
                 .iter()
@@ -138,6 +230,9 @@ fn read_csv_folder(dir: &Path) -> Result<Vec<Source>, ReadError> {
                 .map(|(h, v)| (h.to_owned(), v.to_owned()))
                 .collect();
             rows.push((line, fields));
+        }
+        if !malformed.is_empty() {
+            return Err(ReadError::Malformed(malformed));
         }
         sources.push(Source { table, file, rows });
     }
@@ -155,14 +250,18 @@ fn read_csv_folder(dir: &Path) -> Result<Vec<Source>, ReadError> {
     Ok(sources)
 }
 
-fn csv_error(file: &str, e: csv::Error) -> ReadError {
+fn csv_problem(file: &str, e: csv::Error) -> ImportProblem {
     let line = e.position().map_or(0, |p| p.line() as usize);
-    ReadError::Format(ImportProblem {
+    ImportProblem {
         file: file.to_owned(),
         line,
         field: "-".to_owned(),
         message: format!("malformed CSV: {e}"),
-    })
+    }
+}
+
+fn csv_error(file: &str, e: csv::Error) -> ReadError {
+    ReadError::Format(csv_problem(file, e))
 }
 
 /// Reads `{"carreras": [{…}], "materias": [{…}], …}`. A row's "line" is its 1-based position
@@ -250,7 +349,29 @@ pub fn parse(sources: &[Source], existing: &CatalogKeys) -> Result<Catalog, Vec<
 
     for source in sources {
         let mut table_origins = Vec::with_capacity(source.rows.len());
+        // Every CSV row has the header's columns, so the file is checked once, at its header.
+        let is_csv = source.file.ends_with(".csv");
+        if let (true, Some((_, first))) = (is_csv, source.rows.first()) {
+            for p in check_columns(source.table, first) {
+                problems.push(ImportProblem {
+                    file: source.file.clone(),
+                    line: 1,
+                    field: p.field,
+                    message: p.message,
+                });
+            }
+        }
         for (line, fields) in &source.rows {
+            if !is_csv {
+                for p in check_columns(source.table, fields) {
+                    problems.push(ImportProblem {
+                        file: source.file.clone(),
+                        line: *line,
+                        field: p.field,
+                        message: p.message,
+                    });
+                }
+            }
             let mut reader = RowReader::new(fields);
             push_row(&mut catalog, source.table, &mut reader);
             for p in reader.problems {
@@ -293,11 +414,15 @@ pub fn parse(sources: &[Source], existing: &CatalogKeys) -> Result<Catalog, Vec<
     };
     check_cross_rows(&catalog, existing, &mut report);
 
-    if problems.is_empty() {
-        Ok(catalog)
-    } else {
-        Err(problems)
+    if !problems.is_empty() {
+        return Err(problems);
     }
+    // Load the ACTIVO period after the others, so that a period this import closes is closed
+    // before the new one opens and the one-active-period index never sees two.
+    catalog
+        .periodos
+        .sort_by_key(|p| p.estado.as_deref() == Some(PERIODO_ACTIVO));
+    Ok(catalog)
 }
 
 fn push_row(catalog: &mut Catalog, table: Table, r: &mut RowReader) {
@@ -545,6 +670,19 @@ fn check_cross_rows(
         );
     }
 
+    check_held_groups(catalog, existing, report);
+    let cis = catalog
+        .estudiantes
+        .iter()
+        .map(|e| e.ci.clone().unwrap_or_default());
+    for (index, ci) in duplicates(cis) {
+        report(
+            Table::Estudiantes,
+            index,
+            "ci",
+            format!("ci {ci} belongs to another student in this file"),
+        );
+    }
     check_active_periods(catalog, existing, report);
     check_prerequisite_cycles(catalog, existing, report);
 }
@@ -604,6 +742,57 @@ fn requires_transitively(requires: &HashMap<&str, Vec<&str>>, from: &str, to: &s
     false
 }
 
+/// Keeps the enrollments of held groups valid: a held group keeps its materia and horario and
+/// no fewer seats than are taken, and a held group's horario keeps its days and times.
+/// Changing them could leave students with two groups of one materia or overlapping groups.
+fn check_held_groups(
+    catalog: &Catalog,
+    existing: &CatalogKeys,
+    report: &mut impl FnMut(Table, usize, &str, String),
+) {
+    for (i, g) in catalog.grupos.iter().enumerate() {
+        let Some(held) = existing.held_grupos.get(&g.codigo_grupo) else {
+            continue;
+        };
+        let taken = held.inscritos_actuales;
+        let code = &g.codigo_grupo;
+        if g.sigla_materia != held.sigla_materia {
+            let message = format!(
+                "{code} is held by {taken} student(s), so its materia cannot change from {}; \
+                 create a new group instead",
+                held.sigla_materia
+            );
+            report(Table::Grupos, i, "sigla_materia", message);
+        }
+        if g.codigo_horario != held.codigo_horario {
+            let message = format!(
+                "{code} is held by {taken} student(s), so its horario cannot change from {}; \
+                 create a new group instead",
+                held.codigo_horario.as_deref().unwrap_or("none")
+            );
+            report(Table::Grupos, i, "codigo_horario", message);
+        }
+        if g.cupo < taken {
+            let message =
+                format!("{code} has {taken} seats taken, so cupo must be at least {taken}");
+            report(Table::Grupos, i, "cupo", message);
+        }
+    }
+    for (i, h) in catalog.horarios.iter().enumerate() {
+        let Some(held) = existing.held_horarios.get(&h.codigo_horario) else {
+            continue;
+        };
+        if h != held {
+            let message = format!(
+                "{} is the horario of groups that students hold, so its days and times cannot \
+                 change; create a new horario instead",
+                h.codigo_horario
+            );
+            report(Table::Horarios, i, "dias_semana", message);
+        }
+    }
+}
+
 /// At most one period may be ACTIVO once the import is applied.
 fn check_active_periods(
     catalog: &Catalog,
@@ -652,6 +841,8 @@ mod tests {
     use super::*;
     use crate::domain::catalog::Prerrequisito;
 
+    /// Builds a CSV source; columns a row does not name get empty cells, as in a file whose
+    /// header lists every column.
     fn source(table: Table, rows: &[&[(&str, &str)]]) -> Source {
         Source {
             table,
@@ -660,14 +851,61 @@ mod tests {
                 .iter()
                 .enumerate()
                 .map(|(i, fields)| {
-                    let map = fields
+                    let mut map: Fields = table
+                        .columns()
                         .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .map(|c| (c.to_string(), String::new()))
                         .collect();
+                    map.extend(fields.iter().map(|(k, v)| (k.to_string(), v.to_string())));
                     (i + 2, map)
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn missing_and_unknown_columns_are_reported() {
+        let mut source = source(
+            Table::Grupos,
+            &[&[("codigo_grupo", "G1"), ("sigla_materia", "M")]],
+        );
+        let fields = &mut source.rows[0].1;
+        fields.remove("codigo_horario");
+        fields.insert("Cupo".into(), "1".into());
+        let problems = parse(&[source], &CatalogKeys::default()).unwrap_err();
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert!(fields.contains(&"codigo_horario"), "{problems:?}");
+        assert!(fields.contains(&"Cupo"), "{problems:?}");
+        assert_eq!(problems[0].line, 1, "a CSV file is checked at its header");
+    }
+
+    #[test]
+    fn held_group_keeps_materia_horario_and_seats() {
+        let mut existing = CatalogKeys::default();
+        existing.materias.insert("M1".into());
+        existing.materias.insert("M2".into());
+        existing.horarios.insert("H1".into());
+        existing.held_grupos.insert(
+            "G1".into(),
+            crate::domain::catalog::HeldGrupo {
+                sigla_materia: "M1".into(),
+                codigo_horario: Some("H1".into()),
+                inscritos_actuales: 5,
+            },
+        );
+        let sources = vec![source(
+            Table::Grupos,
+            &[&[
+                ("codigo_grupo", "G1"),
+                ("sigla_materia", "M2"),
+                ("cupo", "3"),
+            ]],
+        )];
+        let problems = parse(&sources, &existing).unwrap_err();
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert!(fields.contains(&"sigla_materia"), "{problems:?}");
+        assert!(fields.contains(&"codigo_horario"), "{problems:?}");
+        assert!(fields.contains(&"cupo"), "{problems:?}");
     }
 
     #[test]

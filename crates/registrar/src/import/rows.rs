@@ -257,8 +257,8 @@ pub fn grupo(r: &mut RowReader) -> GrupoRow {
     let codigo_horario = r.text("codigo_horario", 8);
     let descripcion = r.text("descripcion", 150);
     let cupo = r.integer("cupo").unwrap_or(40);
-    if cupo <= 0 {
-        r.reject("cupo", "must be greater than 0");
+    if !(1..=MAX_CUPO).contains(&cupo) {
+        r.reject("cupo", format!("must be between 1 and {MAX_CUPO}"));
     }
     GrupoRow {
         codigo_grupo,
@@ -269,6 +269,24 @@ pub fn grupo(r: &mut RowReader) -> GrupoRow {
         descripcion,
         cupo,
     }
+}
+
+/// The largest seat count a group may have; the column is a 32-bit integer.
+pub const MAX_CUPO: i64 = 100_000;
+
+/// Period states with a meaning; enrollment needs `ACTIVO`.
+pub const PERIODO_ESTADOS: [&str; 3] = ["ACTIVO", "PLANIFICADO", "CERRADO"];
+
+/// Student states; all but `REGULAR` block enrollment.
+pub const ESTUDIANTE_ESTADOS: [&str; 4] = ["REGULAR", "BLOQUEADO", "INACTIVO", "SUSPENDIDO"];
+
+/// Reads a state, upper-cased, that must be one of `allowed`.
+fn state(r: &mut RowReader, field: &str, allowed: &[&str]) -> Option<String> {
+    let value = r.text(field, 20)?.to_uppercase();
+    if !allowed.contains(&value.as_str()) {
+        r.reject(field, format!("must be one of {}", allowed.join(", ")));
+    }
+    Some(value)
 }
 
 pub fn periodo(r: &mut RowReader) -> Periodo {
@@ -286,7 +304,7 @@ pub fn periodo(r: &mut RowReader) -> Periodo {
         semestre,
         fecha_inicio,
         fecha_fin,
-        estado: r.text("estado", 15),
+        estado: state(r, "estado", &PERIODO_ESTADOS),
     }
 }
 
@@ -302,8 +320,7 @@ pub fn estudiante(r: &mut RowReader) -> EstudianteRow {
         contrasena: "!".to_owned(),
         telefono: r.text("telefono", 20),
         direccion: r.text("direccion", 150),
-        estado_academico: r
-            .text("estado_academico", 20)
+        estado_academico: state(r, "estado_academico", &ESTUDIANTE_ESTADOS)
             .unwrap_or_else(|| "REGULAR".to_owned()),
     }
 }

@@ -239,7 +239,10 @@ impl Pool {
             Ok(Err(e)) if e.is_transient() => self.retry(job, &e).await,
             Ok(Err(e)) => {
                 error!(error = %e, "job failed with a non-transient store error");
-                let meta = json!({ "error_type": "StoreError", "error_message": e.to_string() });
+                let meta = json!({
+                    "error_type": "StoreError",
+                    "error_message": "the database rejected the job's statements; see the service log for this task_id",
+                });
                 self.fail(job, meta).await;
             }
             Err(_) => {
@@ -418,7 +421,7 @@ impl Pool {
         if attempt > self.settings.max_retries as usize {
             let meta = json!({
                 "error_type": "MaxRetriesExceeded",
-                "error_message": error.to_string(),
+                "error_message": public_reason(error),
                 "retry_count": attempt - 1,
             });
             error!(error = %error, attempts = attempt, "job failed after its last retry");
@@ -428,7 +431,7 @@ impl Pool {
         let delay = retry_delay(&self.settings, attempt);
         let meta = json!({
             "error_type": "TransientError",
-            "error_message": error.to_string(),
+            "error_message": public_reason(error),
             "retry_count": attempt,
             "next_retry_in_ms": delay.as_millis() as u64,
         });
@@ -477,8 +480,22 @@ fn progress_meta(total: usize, processed: usize, successful: usize, failed: usiz
     })
 }
 
+/// Describes a transient failure for clients without the driver's text, which stays in the
+/// log.
+fn public_reason(error: &StoreError) -> &'static str {
+    match error {
+        StoreError::Database(sqlx::Error::PoolTimedOut) => {
+            "no database connection was free in time"
+        }
+        StoreError::Database(sqlx::Error::Database(_)) => {
+            "the database was busy, locked or timed out; the job is retried with a delay"
+        }
+        _ => "the database connection failed; the job is retried with a delay",
+    }
+}
+
 /// Computes the delay before retry number `attempt` (1-based) with backon: the base delay
-/// doubled per attempt, capped, with jitter.
+/// doubled per attempt, with jitter, and never above the configured maximum.
 pub fn retry_delay(settings: &WorkerSettings, attempt: usize) -> Duration {
     ExponentialBuilder::default()
         .with_min_delay(settings.retry_delay)
@@ -489,4 +506,5 @@ pub fn retry_delay(settings: &WorkerSettings, attempt: usize) -> Duration {
         .build()
         .nth(attempt - 1)
         .unwrap_or(settings.retry_backoff_max)
+        .min(settings.retry_backoff_max)
 }

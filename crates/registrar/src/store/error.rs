@@ -37,14 +37,12 @@ impl StoreError {
             | sqlx::Error::WorkerCrashed => true,
             sqlx::Error::Database(db) => {
                 let code = db.code().unwrap_or_default();
-                // SQLite: 5 is SQLITE_BUSY, 6 is SQLITE_LOCKED, plus their extended codes.
-                let sqlite_busy = code
-                    .parse::<i64>()
-                    .map(|c| matches!(c & 0xff, 5 | 6))
-                    .unwrap_or(false);
-                sqlite_busy
-                    || TRANSIENT_SQLSTATES.contains(&code.as_ref())
-                    || code.starts_with("08")
+                if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                    // 5 is SQLITE_BUSY and 6 SQLITE_LOCKED; extended codes keep them in the
+                    // low byte.
+                    return code.parse::<i64>().is_ok_and(|c| matches!(c & 0xff, 5 | 6));
+                }
+                TRANSIENT_SQLSTATES.contains(&code.as_ref()) || code.starts_with("08")
             }
             _ => false,
         }
@@ -72,6 +70,13 @@ impl StoreError {
             sqlx::error::ErrorKind::NotNullViolation => {
                 (ErrorCode::ValidationError, "A required value is missing")
             }
+            // PostgreSQL's data exceptions (class 22): a value the column cannot hold, such
+            // as a NUL character or a number out of range.
+            _ if db.code().is_some_and(|c| c.starts_with("22")) => (
+                ErrorCode::ValidationError,
+                "A value contains characters or a size the database cannot store; \
+                 remove control characters and check number ranges",
+            ),
             _ => return None,
         };
         Some(DomainError::new(

@@ -294,3 +294,21 @@ pub(crate) fn prerrequisitos_from_rows(rows: Vec<(String, String)>) -> Vec<Prerr
         })
         .collect()
 }
+
+/// Collects the rows of `SELECT_HELD_GRUPOS` by group code.
+pub(crate) fn held_grupos_from_rows(
+    rows: Vec<(String, String, Option<String>, i64)>,
+) -> std::collections::HashMap<String, crate::domain::catalog::HeldGrupo> {
+    rows.into_iter()
+        .map(
+            |(codigo, sigla_materia, codigo_horario, inscritos_actuales)| {
+                let held = crate::domain::catalog::HeldGrupo {
+                    sigla_materia,
+                    codigo_horario,
+                    inscritos_actuales,
+                };
+                (codigo, held)
+            },
+        )
+        .collect()
+}

@@ -514,3 +514,12 @@ pub const PURGE_GROUP_VIEWS: &str = "DELETE FROM job_group_view WHERE task_id IN
      (SELECT task_id FROM job WHERE completed_at < $1)";
 
 pub const PURGE_JOBS: &str = "DELETE FROM job WHERE completed_at < $1";
+
+/// Groups that students hold, with what an import must keep of them.
+pub const SELECT_HELD_GRUPOS: &str = "SELECT codigo_grupo, sigla_materia, codigo_horario, \
+     CAST(inscritos_actuales AS BIGINT) FROM grupo WHERE inscritos_actuales > 0";
+
+/// Horarios of groups that students hold.
+pub const SELECT_HELD_HORARIOS: &str = "SELECT h.codigo_horario, h.dias_semana, h.hora_inicio, \
+     h.hora_fin FROM horario h WHERE EXISTS (SELECT 1 FROM grupo g \
+     WHERE g.codigo_horario = h.codigo_horario AND g.inscritos_actuales > 0)";

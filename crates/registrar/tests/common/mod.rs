@@ -248,6 +248,7 @@ impl TestApp {
                 listener,
                 http::app(state),
                 async move { stop.cancelled().await },
+                Duration::from_secs(5),
             )
             .await
             .expect("serve");

@@ -166,7 +166,13 @@ impl Store for PgStore {
             let inscripcion = self::tx::lock_inscripcion_row(&mut tx, codigo_inscripcion)
                 .await?
                 .ok_or_else(|| DomainError::detalle_not_found(codigo_inscripcion, codigo_grupo))?;
-            let periodo = self::reads::periodo_row(&mut tx, &inscripcion.codigo_periodo).await?;
+            let periodo = sqlx::query(self::tx::SELECT_PERIODO_FOR_SHARE)
+                .bind(&inscripcion.codigo_periodo)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(StoreError::from)?
+                .map(|r| self::convert::periodo_from_row(&r))
+                .transpose()?;
             if let Some(periodo) = periodo.filter(|p| !p.is_active()) {
                 return Err(DomainError::periodo_inactivo(
                     &periodo.codigo_periodo,
@@ -439,6 +445,23 @@ impl Store for PgStore {
             .await?;
         let mut keys = super::catalog_keys_from_rows(rows);
         keys.prerrequisitos = super::prerrequisitos_from_rows(pairs);
+        let held = sqlx::query_as(sql::SELECT_HELD_GRUPOS)
+            .fetch_all(&self.pool)
+            .await?;
+        keys.held_grupos = super::held_grupos_from_rows(held);
+        let horarios: Vec<(String, Vec<String>, time::Time, time::Time)> =
+            sqlx::query_as(sql::SELECT_HELD_HORARIOS)
+                .fetch_all(&self.pool)
+                .await?;
+        for (codigo, dias_semana, hora_inicio, hora_fin) in horarios {
+            let row = crate::domain::catalog::HorarioRow {
+                codigo_horario: codigo.clone(),
+                dias_semana,
+                hora_inicio,
+                hora_fin,
+            };
+            keys.held_horarios.insert(codigo, row);
+        }
         Ok(keys)
     }
 

@@ -97,6 +97,12 @@ pub async fn lock_inscripcion_groups(
     Ok(())
 }
 
+/// Reads a period and holds a share lock on its row until commit, so that activating or
+/// closing the period waits for enrollments in flight instead of letting them commit into a
+/// period that is no longer active.
+pub const SELECT_PERIODO_FOR_SHARE: &str = "SELECT codigo_periodo, semestre, fecha_inicio, \
+     fecha_fin, estado FROM periodo_academico WHERE codigo_periodo = $1 FOR SHARE";
+
 impl EnrollmentTx for PgTx<'_> {
     async fn find_estudiante(
         &mut self,
@@ -121,7 +127,7 @@ impl EnrollmentTx for PgTx<'_> {
     }
 
     async fn find_periodo(&mut self, codigo_periodo: &str) -> Result<Option<Periodo>, StoreError> {
-        let row = sqlx::query(sql::SELECT_PERIODO)
+        let row = sqlx::query(SELECT_PERIODO_FOR_SHARE)
             .bind(codigo_periodo)
             .fetch_optional(&mut *self.conn)
             .await?;

@@ -430,6 +430,23 @@ impl Store for SqliteStore {
             .await?;
         let mut keys = super::catalog_keys_from_rows(rows);
         keys.prerrequisitos = super::prerrequisitos_from_rows(pairs);
+        let held = sqlx::query_as(sql::SELECT_HELD_GRUPOS)
+            .fetch_all(&self.read)
+            .await?;
+        keys.held_grupos = super::held_grupos_from_rows(held);
+        let horarios: Vec<(String, String, String, String)> =
+            sqlx::query_as(sql::SELECT_HELD_HORARIOS)
+                .fetch_all(&self.read)
+                .await?;
+        for (codigo, dias, inicio, fin) in horarios {
+            let row = crate::domain::catalog::HorarioRow {
+                codigo_horario: codigo.clone(),
+                dias_semana: self::convert::parse_days("horario", &dias)?,
+                hora_inicio: self::convert::parse_time("horario", &inicio)?,
+                hora_fin: self::convert::parse_time("horario", &fin)?,
+            };
+            keys.held_horarios.insert(codigo, row);
+        }
         Ok(keys)
     }
 

@@ -31,16 +31,21 @@ use crate::store::{StepFinish, StoreError};
 /// oldest due time first, at most `$4`. The subquery's `FOR UPDATE` re-checks its `WHERE`
 /// on the current row version, so a job claimed by a worker that committed meanwhile drops
 /// out.
+/// Each source of runnable jobs is read in the order of its own partial index, stopping at
+/// the limit, so a claim costs the same with two or two thousand jobs waiting. Sorting both
+/// sources together would read every waiting job on each claim.
 const CLAIM_JOBS: &str = concat!(
-    "UPDATE job SET state = 'STARTED', lease_owner = $1, lease_expires_at = $2, \
+    "WITH due AS ( \
+        SELECT task_id FROM job WHERE state IN ('PENDING', 'RETRY') AND run_at <= $3 \
+        ORDER BY run_at LIMIT $4 FOR UPDATE SKIP LOCKED), \
+     expired AS ( \
+        SELECT task_id FROM job WHERE state IN ('STARTED', 'PROGRESS') AND lease_expires_at < $3 \
+        ORDER BY lease_expires_at LIMIT $4 FOR UPDATE SKIP LOCKED), \
+     picked AS ( \
+        SELECT task_id FROM expired UNION ALL SELECT task_id FROM due LIMIT $4) \
+     UPDATE job SET state = 'STARTED', lease_owner = $1, lease_expires_at = $2, \
      attempts = attempts + 1, started_at = COALESCE(started_at, $3) \
-     WHERE task_id IN ( \
-        SELECT task_id FROM job \
-        WHERE (state IN ('PENDING', 'RETRY') AND run_at <= $3) \
-        OR (state IN ('STARTED', 'PROGRESS') AND lease_expires_at < $3) \
-        ORDER BY CASE WHEN state IN ('PENDING', 'RETRY') THEN run_at ELSE lease_expires_at END \
-        LIMIT $4 \
-        FOR UPDATE SKIP LOCKED) \
+     WHERE task_id IN (SELECT task_id FROM picked) \
      RETURNING ",
     job_columns!()
 );

@@ -77,6 +77,8 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Reads expired leases and due jobs each in the order of its partial index, stopping
+    /// at the limit, so a claim does not sort every waiting job.
     pub(super) async fn claim(
         &self,
         owner: &str,
@@ -90,12 +92,15 @@ impl SqliteStore {
              attempts = attempts + 1, started_at = COALESCE(started_at, $3) \
              WHERE task_id IN ( \
                 SELECT task_id FROM ( \
-                    SELECT task_id, run_at AS due FROM job \
-                    WHERE state IN ('PENDING', 'RETRY') AND run_at <= $3 \
-                    UNION ALL \
-                    SELECT task_id, lease_expires_at AS due FROM job \
+                    SELECT task_id FROM job \
                     WHERE state IN ('STARTED', 'PROGRESS') AND lease_expires_at < $3 \
-                ) ORDER BY due LIMIT $4) \
+                    ORDER BY lease_expires_at LIMIT $4) \
+                UNION ALL \
+                SELECT task_id FROM ( \
+                    SELECT task_id FROM job \
+                    WHERE state IN ('PENDING', 'RETRY') AND run_at <= $3 \
+                    ORDER BY run_at LIMIT $4) \
+                LIMIT $4) \
              RETURNING {JOB_COLUMNS}"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))

@@ -862,3 +862,48 @@ async fn grades_import_fills_closed_period() {
         2
     );
 }
+
+#[tokio::test]
+async fn nul_in_observacion_is_rejected_alike() {
+    let app = TestApp::spawn().await;
+    let body = json!({
+        "registro_academico": "RA0004",
+        "sigla_materia": "MAT101",
+        "codigo_periodo": "2024-01",
+        "estado": "APROBADA",
+        "observacion": "a\u{0}b",
+    });
+    let (status, response) = app.post("/api/v1/historial/", &body).await;
+    assert_eq!(status, 422, "{response}");
+    assert_eq!(
+        response["details"]["validation_errors"][0]["field"],
+        "body -> observacion"
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM historial_academico WHERE registro_academico = 'RA0004'")
+            .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn long_rejected_input_is_not_echoed_whole() {
+    let app = TestApp::spawn().await;
+    let body = json!({
+        "registro_academico": "RA0005",
+        "sigla_materia": "MAT101",
+        "codigo_periodo": "2024-01",
+        "estado": "APROBADA",
+        "observacion": "x".repeat(50_000),
+    });
+    let (status, response) = app.post("/api/v1/historial/", &body).await;
+    assert_eq!(status, 422, "{response}");
+    let echoed = response["details"]["validation_errors"][0]["input"]
+        .as_str()
+        .unwrap_or("");
+    assert!(
+        echoed.chars().count() <= 201,
+        "echoed {} characters",
+        echoed.chars().count()
+    );
+}

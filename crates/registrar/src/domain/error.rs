@@ -280,9 +280,26 @@ pub fn validation_details(errors: &[FieldError]) -> Value {
             item.insert("field".into(), Value::String(e.field.clone()));
             item.insert("message".into(), Value::String(e.message.clone()));
             item.insert("type".into(), Value::String(e.kind.to_owned()));
-            item.insert("input".into(), e.input.clone());
+            item.insert("input".into(), truncated_input(&e.input));
             Value::Object(item)
         })
         .collect();
     json!({ "validation_errors": items, "total_errors": errors.len() })
+}
+
+/// Longest string echoed back as a rejected `input`, in characters; longer values are cut, so
+/// that an error answer stays small whatever the request held.
+const MAX_ECHOED_INPUT: usize = 200;
+
+fn truncated_input(input: &Value) -> Value {
+    match input {
+        Value::String(s) if s.chars().count() > MAX_ECHOED_INPUT => {
+            let cut: String = s.chars().take(MAX_ECHOED_INPUT).collect();
+            Value::String(format!("{cut}…"))
+        }
+        Value::Array(items) if items.len() > MAX_ECHOED_INPUT => {
+            Value::String(format!("an array of {} items", items.len()))
+        }
+        other => other.clone(),
+    }
 }

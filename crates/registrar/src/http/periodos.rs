@@ -30,6 +30,16 @@ pub(super) fn optional_text(
     let field = format!("body -> {name}");
     match value {
         Value::Null => Some(None),
+        // PostgreSQL cannot store NUL in text, so both stores reject it alike.
+        Value::String(s) if s.contains('\0') => {
+            errors.push(FieldError {
+                field,
+                message: "must not contain NUL characters".into(),
+                kind: "value_error",
+                input: Value::Null,
+            });
+            None
+        }
         Value::String(s) if s.chars().count() <= max => Some(Some(s.trim().to_owned())),
         Value::String(_) => {
             errors.push(FieldError {

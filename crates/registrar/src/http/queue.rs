@@ -306,9 +306,16 @@ pub async fn status_multiple(
     }
 
     let cutoff = expiry_cutoff(&state);
+    let found = match state.store.find_tasks(&ids, cutoff).await {
+        Ok(found) => found.into_iter().map(Ok).collect::<Vec<_>>(),
+        Err(e) => {
+            tracing::warn!(error = %e, ids = ids.len(), "batch task lookup failed");
+            ids.iter().map(|_| Err(())).collect()
+        }
+    };
     let mut out = Vec::with_capacity(ids.len());
-    for id in &ids {
-        let item = match state.store.find_task(id, cutoff).await {
+    for (id, lookup) in ids.iter().zip(found) {
+        let item = match lookup {
             Ok(Some(task)) => status_json(id, &task, true),
             Ok(None) => json!({
                 "task_id": id,
@@ -318,8 +325,7 @@ pub async fn status_multiple(
                 "meta": { "message": "Task is unknown or its result has expired" },
                 "result": null,
             }),
-            Err(e) => {
-                tracing::warn!(task_id = %id, error = %e, "task lookup failed");
+            Err(()) => {
                 json!({
                     "task_id": id,
                     "status": "ERROR",

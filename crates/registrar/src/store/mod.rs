@@ -257,6 +257,14 @@ pub trait Store: Send + Sync {
         expired_before_ms: i64,
     ) -> Result<Option<TaskRef>, StoreError>;
 
+    /// Resolves many task or group view ids with one query per kind of id. The result
+    /// follows the order of `ids`, with `None` for unknown or expired ids.
+    async fn find_tasks(
+        &self,
+        ids: &[String],
+        expired_before_ms: i64,
+    ) -> Result<Vec<Option<TaskRef>>, StoreError>;
+
     async fn job_counts(&self) -> Result<JobCounts, StoreError>;
 
     /// Deletes jobs that finished before `before_ms`; returns how many.
@@ -310,5 +318,32 @@ pub(crate) fn held_grupos_from_rows(
                 (codigo, held)
             },
         )
+        .collect()
+}
+
+/// Orders the jobs and group views found for `ids` by `ids`, dropping jobs that finished
+/// before `expired_before_ms`.
+pub(crate) fn assemble_tasks(
+    ids: &[String],
+    jobs: Vec<Job>,
+    views: Vec<(String, String, Job)>,
+    expired_before_ms: i64,
+) -> Vec<Option<TaskRef>> {
+    let mut found: std::collections::HashMap<String, TaskRef> = jobs
+        .into_iter()
+        .map(|job| (job.task_id.clone(), TaskRef::Job(job)))
+        .collect();
+    for (view_id, codigo_grupo, job) in views {
+        found.insert(view_id, TaskRef::GroupView { job, codigo_grupo });
+    }
+    ids.iter()
+        .map(|id| {
+            found.get(id).cloned().filter(|task| {
+                let job = match task {
+                    TaskRef::Job(job) | TaskRef::GroupView { job, .. } => job,
+                };
+                job.completed_at.is_none_or(|at| at >= expired_before_ms)
+            })
+        })
         .collect()
 }

@@ -523,3 +523,26 @@ pub const SELECT_HELD_GRUPOS: &str = "SELECT codigo_grupo, sigla_materia, codigo
 pub const SELECT_HELD_HORARIOS: &str = "SELECT h.codigo_horario, h.dias_semana, h.hora_inicio, \
      h.hora_fin FROM horario h WHERE EXISTS (SELECT 1 FROM grupo g \
      WHERE g.codigo_horario = h.codigo_horario AND g.inscritos_actuales > 0)";
+
+/// Jobs whose task id is in the JSON array `$1` (SQLite).
+pub const SELECT_JOBS_IN_JSON: &str = concat!(
+    "SELECT ",
+    job_columns!(),
+    " FROM job WHERE task_id IN (SELECT value FROM json_each($1))"
+);
+
+/// Group views whose id is in the JSON array `$1`, with their jobs (SQLite).
+pub const SELECT_VIEW_JOBS_IN_JSON: &str = "SELECT v.view_id, v.codigo_grupo AS view_grupo, j.* \
+     FROM job_group_view v JOIN job j ON j.task_id = v.task_id \
+     WHERE v.view_id IN (SELECT value FROM json_each($1))";
+
+/// Jobs whose task id is in the array `$1` (PostgreSQL).
+pub const SELECT_JOBS_ANY: &str = concat!(
+    "SELECT ",
+    job_columns!(),
+    " FROM job WHERE task_id = ANY($1)"
+);
+
+/// Group views whose id is in the array `$1`, with their jobs (PostgreSQL).
+pub const SELECT_VIEW_JOBS_ANY: &str = "SELECT v.view_id, v.codigo_grupo AS view_grupo, j.* \
+     FROM job_group_view v JOIN job j ON j.task_id = v.task_id WHERE v.view_id = ANY($1)";

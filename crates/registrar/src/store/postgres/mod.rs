@@ -547,6 +547,31 @@ impl Store for PgStore {
         self.lookup_task(id, expired_before_ms).await
     }
 
+    async fn find_tasks(
+        &self,
+        ids: &[String],
+        expired_before_ms: i64,
+    ) -> Result<Vec<Option<TaskRef>>, StoreError> {
+        let jobs = sqlx::query(sql::SELECT_JOBS_ANY)
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(self::convert::job_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut views = Vec::new();
+        for row in sqlx::query(sql::SELECT_VIEW_JOBS_ANY)
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await?
+        {
+            use sqlx::Row;
+            let job = self::convert::job_from_row(&row)?;
+            views.push((row.try_get("view_id")?, row.try_get("view_grupo")?, job));
+        }
+        Ok(super::assemble_tasks(ids, jobs, views, expired_before_ms))
+    }
+
     async fn job_counts(&self) -> Result<JobCounts, StoreError> {
         self.count_jobs().await
     }

@@ -535,6 +535,32 @@ impl Store for SqliteStore {
         self.lookup_task(id, expired_before_ms).await
     }
 
+    async fn find_tasks(
+        &self,
+        ids: &[String],
+        expired_before_ms: i64,
+    ) -> Result<Vec<Option<TaskRef>>, StoreError> {
+        let list = serde_json::to_string(ids).expect("strings serialise");
+        let jobs = sqlx::query(sql::SELECT_JOBS_IN_JSON)
+            .bind(&list)
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(self::convert::job_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut views = Vec::new();
+        for row in sqlx::query(sql::SELECT_VIEW_JOBS_IN_JSON)
+            .bind(&list)
+            .fetch_all(&self.read)
+            .await?
+        {
+            use sqlx::Row;
+            let job = self::convert::job_from_row(&row)?;
+            views.push((row.try_get("view_id")?, row.try_get("view_grupo")?, job));
+        }
+        Ok(super::assemble_tasks(ids, jobs, views, expired_before_ms))
+    }
+
     async fn job_counts(&self) -> Result<JobCounts, StoreError> {
         self.count_jobs().await
     }

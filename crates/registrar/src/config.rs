@@ -55,7 +55,7 @@ pub struct Config {
     pub enforce_enrollment_window: bool,
     pub reject_passed_materia: bool,
     pub enforce_prerequisites: bool,
-    /// Seconds a request may take, reading its body included, before it is answered 408.
+    /// Seconds a request may take, reading its body included, before the response is 408.
     pub request_timeout_seconds: u64,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,

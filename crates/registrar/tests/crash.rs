@@ -25,7 +25,7 @@ const GRUPOS: [&str; 2] = ["G-ELC102-E", "G-ELC106-E"];
 /// Number of items in the stalled bulk job on SQLite, where they keep the job running while the
 /// test takes the write lock. Every item repeats one request, so only the first item writes an
 /// enrollment and the others find the groups already enrolled.
-const SQLITE_BULK_ITEMS: usize = 400;
+const SQLITE_BULK_ITEMS: usize = 1_500;
 /// Number of items on PostgreSQL, where the first item already blocks on the locked group row.
 const POSTGRES_BULK_ITEMS: usize = 20;
 const WAIT: Duration = Duration::from_secs(30);

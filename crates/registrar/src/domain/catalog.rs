@@ -163,7 +163,7 @@ pub struct CatalogKeys {
     pub held_horarios: std::collections::HashMap<String, HorarioRow>,
 }
 
-/// What an import must keep of a group that students hold.
+/// The values of a group that students hold, which an import must keep.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeldGrupo {
     pub sigla_materia: String,

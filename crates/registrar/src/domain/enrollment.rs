@@ -1,5 +1,5 @@
 //! The one enrollment routine behind every path: the queued job, the synchronous endpoint and
-//! add-group. It runs inside one transaction that the caller opens and commits; when it
+//! add-group. It runs inside one transaction that the caller opens and commits. When it
 //! returns an error the caller rolls back, so a request enrolls in all its groups or none.
 //!
 //! Lock order, the same on every path so that two transactions never wait on each other in a
@@ -49,7 +49,7 @@ pub struct EnrollmentRequest {
     pub grupos: Vec<String>,
 }
 
-/// How the routine treats an inscription that already exists for (student, period).
+/// The routine's treatment of an inscription that already exists for (student, period).
 #[derive(Debug, Clone, PartialEq)]
 pub enum EnrollMode {
     /// Queued jobs: merge into the existing inscription; groups already held are reported,
@@ -57,11 +57,11 @@ pub enum EnrollMode {
     Merge,
     /// The synchronous endpoint: an existing inscription is `INSCRIPCION_DUPLICADA`.
     RejectExisting,
-    /// Add-group: the inscription is named by code, and a group it holds is `GRUPO_DUPLICADO`.
+    /// Add-group: the inscription is named by code, and a group it contains is `GRUPO_DUPLICADO`.
     AddToInscripcion { codigo_inscripcion: String },
 }
 
-/// What a successful enrollment did.
+/// The changes a successful enrollment made.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct EnrollmentOutcome {
     pub inscripcion: Inscripcion,
@@ -95,7 +95,7 @@ pub trait EnrollmentTx {
         &mut self,
         registro_academico: &str,
     ) -> Result<Option<Estudiante>, StoreError>;
-    /// The description of the student's first `bloqueo` row, if any row exists.
+    /// Returns the description of the student's first `bloqueo` row, if any row exists.
     async fn find_bloqueo(
         &mut self,
         registro_academico: &str,
@@ -119,7 +119,7 @@ pub trait EnrollmentTx {
     /// Locks the named groups in the order given (the caller sorts) and returns those that
     /// exist.
     async fn lock_groups(&mut self, sorted_codes: &[String]) -> Result<Vec<GroupSlot>, StoreError>;
-    /// The subset of `siglas` that the student's historial marks `APROBADA`.
+    /// Returns the subset of `siglas` that the student's historial marks `APROBADA`.
     async fn passed_materias(
         &mut self,
         registro_academico: &str,
@@ -378,7 +378,7 @@ async fn lock_requested_groups<T: EnrollmentTx>(
     Ok(slots)
 }
 
-/// One group per materia across held and new groups, and at most the configured number of
+/// Checks one group per materia across held and new groups, and at most the configured number of
 /// materias per period.
 fn check_materias(
     request: &EnrollmentRequest,

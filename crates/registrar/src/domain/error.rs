@@ -287,8 +287,8 @@ pub fn validation_details(errors: &[FieldError]) -> Value {
     json!({ "validation_errors": items, "total_errors": errors.len() })
 }
 
-/// Longest string echoed back as a rejected `input`, in characters; longer values are cut, so
-/// that an error answer stays small whatever the request held.
+/// Longest string echoed back as a rejected `input`, in characters. Longer values are cut, so
+/// an error response stays small whatever the request contained.
 const MAX_ECHOED_INPUT: usize = 200;
 
 fn truncated_input(input: &Value) -> Value {

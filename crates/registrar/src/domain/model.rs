@@ -62,7 +62,7 @@ pub struct Horario {
     pub hora_fin: Time,
 }
 
-/// What the enrollment rules need to know about a group, read under its row lock.
+/// The facts about a group that the enrollment rules check, read under its row lock.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupSlot {
     pub codigo_grupo: String,
@@ -72,7 +72,7 @@ pub struct GroupSlot {
     pub horario: Option<Horario>,
 }
 
-/// A group the inscription already holds, with the detail row that holds it.
+/// A group that the inscription already contains, with its detail row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HeldGroup {
     pub codigo_detalle: String,

@@ -2,7 +2,7 @@
 //! `{error, error_code, message, details, timestamp, path, request_id}`.
 //!
 //! Handlers return [`ApiError`]; its response carries the error as an extension, and the
-//! envelope middleware, which knows the path and the request id, writes the body. Responses
+//! envelope middleware, which has the path and the request id, writes the body. Responses
 //! that axum itself produces (unknown route, wrong method) get the same envelope there.
 
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
@@ -13,7 +13,7 @@ use crate::domain::enrollment::EnrollError;
 use crate::domain::error::{DomainError, ErrorCode, FieldError, validation_details};
 use crate::store::StoreError;
 
-/// Field errors listed in one answer.
+/// Field errors listed in one response.
 pub const MAX_REPORTED_ERRORS: usize = 20;
 
 #[derive(Debug, Clone)]
@@ -37,7 +37,7 @@ impl ApiError {
     }
 
     /// A 422 listing the field errors. At most [`MAX_REPORTED_ERRORS`] are listed, so that
-    /// a huge invalid body cannot produce a larger answer; `total_errors` counts them all.
+    /// a huge invalid body cannot produce a larger response; `total_errors` counts them all.
     pub fn validation(errors: Vec<FieldError>) -> Self {
         let shown = &errors[..errors.len().min(MAX_REPORTED_ERRORS)];
         let mut message = shown
@@ -57,7 +57,7 @@ impl ApiError {
         Self::new(ErrorCode::NotFound, message, json!({}))
     }
 
-    /// A store that cannot be reached: 503 with a hint to retry.
+    /// Builds the 503 for a store that cannot be reached, with a hint to retry.
     pub fn unavailable(retry_after_seconds: u32) -> Self {
         let mut err = Self::new(
             ErrorCode::ServiceUnavailable,
@@ -92,7 +92,7 @@ impl From<StoreError> for ApiError {
             return constraint.into();
         }
         if e.is_transient() {
-            tracing::warn!(error = %e, "store unavailable; answered 503");
+            tracing::warn!(error = %e, "store unavailable; responded 503");
             return Self::unavailable(1);
         }
         tracing::error!(error = %e, "store error");

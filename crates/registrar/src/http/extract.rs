@@ -51,7 +51,7 @@ where
     }
 }
 
-/// The declared media type when it is present and not JSON.
+/// Returns the declared media type when it is present and not JSON.
 fn declared_non_json_type(req: &Request) -> Option<String> {
     let value = req.headers().get(header::CONTENT_TYPE)?;
     let mime = value.to_str().unwrap_or("").to_ascii_lowercase();

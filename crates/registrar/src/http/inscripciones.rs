@@ -64,7 +64,7 @@ async fn load_full(state: &AppState, codigo: &str) -> Result<InscripcionFull, Ap
         .ok_or_else(|| DomainError::inscripcion_not_found(codigo).into())
 }
 
-/// `POST /api/v1/inscripciones/`: queues the enrollment and answers 202 at once.
+/// `POST /api/v1/inscripciones/`: queues the enrollment and responds 202 at once.
 pub async fn create_async(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
@@ -100,12 +100,12 @@ pub async fn create_sync(
     let codigo = &outcome.inscripcion.codigo_inscripcion;
     let reread = state.store.inscripcion(codigo).await;
     if let Err(e) = &reread {
-        tracing::warn!(error = %e, codigo_inscripcion = %codigo, "reading the new inscription failed after commit; answering from the enrollment");
+        tracing::warn!(error = %e, codigo_inscripcion = %codigo, "reading the new inscription failed after commit; responding with what the enrollment wrote");
     }
     let full = match reread.ok().flatten() {
         Some(full) => full,
-        // The enrollment committed, but the read failed or a delete removed the row since:
-        // answer with what the enrollment wrote.
+        // The enrollment committed, but the read failed or a delete removed the row since,
+        // so the response carries what the enrollment wrote.
         None => InscripcionFull {
             inscripcion: outcome.inscripcion.clone(),
             estudiante: None,

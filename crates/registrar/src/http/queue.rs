@@ -84,8 +84,8 @@ pub async fn enqueue_async(
     ))
 }
 
-/// One atomic job for the whole request; each group gets a view id that reports the same
-/// outcome from that group's side.
+/// Queues one atomic job for the whole request. Each group gets a view id that reports the
+/// same outcome from that group's side.
 pub async fn enqueue_by_groups(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
@@ -191,7 +191,7 @@ fn expiry_cutoff(state: &AppState) -> i64 {
     clock::now_ms() - (state.config.result_ttl_seconds as i64) * 1000
 }
 
-/// The meta a task reports in its current state, as Celery clients read it.
+/// Builds the meta a task reports in its current state, as Celery clients read it.
 fn status_meta(job: &Job) -> Value {
     match (job.state, &job.meta) {
         (JobState::Success, _) => Value::Null,
@@ -207,7 +207,8 @@ fn status_meta(job: &Job) -> Value {
     }
 }
 
-/// The status object of one task id; `multiple` selects the batch endpoint's conventions.
+/// Builds the status object of one task id. `multiple` selects the batch endpoint's
+/// conventions.
 fn status_json(id: &str, task: &TaskRef, multiple: bool) -> Value {
     let (job, grupo) = match task {
         TaskRef::Job(job) => (job, None),

@@ -53,7 +53,7 @@ pub async fn health(State(state): State<AppState>) -> Result<impl IntoResponse, 
     } else {
         "none_in_process"
     };
-    // Redis holds caches and shared counters, so without it the service still enrolls
+    // Redis keeps caches and shared counters, so without it the service still enrolls
     // correctly: it reports itself degraded, not down.
     let status = if redis_state == "unreachable" {
         "degraded"

@@ -418,7 +418,7 @@ pub fn parse(sources: &[Source], existing: &CatalogKeys) -> Result<Catalog, Vec<
         return Err(problems);
     }
     // Load the ACTIVO period after the others, so that a period this import closes is closed
-    // before the new one opens and the one-active-period index never sees two.
+    // before the new one opens and the one-active-period index never finds two.
     catalog
         .periodos
         .sort_by_key(|p| p.estado.as_deref() == Some(PERIODO_ACTIVO));

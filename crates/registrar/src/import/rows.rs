@@ -51,7 +51,7 @@ impl<'a> RowReader<'a> {
             .filter(|v| !v.is_empty())
     }
 
-    /// An optional text of at most `max` characters.
+    /// Reads an optional text of at most `max` characters.
     pub fn text(&mut self, field: &str, max: usize) -> Option<String> {
         let value = self.raw(field)?.to_owned();
         if value.chars().count() > max {
@@ -119,7 +119,7 @@ impl<'a> RowReader<'a> {
         }
     }
 
-    /// A time `HH:MM` or `HH:MM:SS`.
+    /// Reads a time `HH:MM` or `HH:MM:SS`.
     pub fn time(&mut self, field: &str) -> Option<Time> {
         let value = self.raw(field)?;
         let parsed = Time::parse(value, format_description!("[hour]:[minute]:[second]"))
@@ -134,7 +134,7 @@ impl<'a> RowReader<'a> {
         }
     }
 
-    /// A list separated by `|`, for example `LUNES|MIERCOLES`.
+    /// Reads a list separated by `|`, for example `LUNES|MIERCOLES`.
     pub fn list(&mut self, field: &str) -> Vec<String> {
         self.raw(field)
             .map(|v| {

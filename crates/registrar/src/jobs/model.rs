@@ -109,7 +109,7 @@ pub struct Job {
     pub completed_at: Option<i64>,
 }
 
-/// What a task id resolves to: a job, or one group's view of a request-level job.
+/// The target of a task id: a job, or one group's view of a request-level job.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TaskRef {
     Job(Job),

@@ -66,7 +66,7 @@ pub fn error_result(error: &DomainError) -> Value {
     })
 }
 
-/// One group's view of a request-level result: the same outcome, with only that group's
+/// Builds one group's view of a request-level result: the same outcome, with only that group's
 /// detail on success, and the root cause's code on every group on failure.
 pub fn group_view_result(result: &Value, codigo_grupo: &str) -> Value {
     if result["status"] != "SUCCESS" {

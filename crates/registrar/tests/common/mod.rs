@@ -157,7 +157,7 @@ async fn create_pg_database(base: &str, name: &str, template: Option<&str>) {
         .expect("create database");
 }
 
-/// A fresh copy of the seeded template.
+/// Creates a fresh copy of the seeded template.
 pub async fn fresh_db() -> TestDb {
     let template = template().to_owned();
     match postgres_base_url() {
@@ -181,7 +181,7 @@ pub async fn fresh_db() -> TestDb {
     }
 }
 
-/// A configuration for tests: short poll interval, lease and retry delays.
+/// Builds a configuration for tests: short poll interval, lease and retry delays.
 pub fn test_config(db: &TestDb) -> Config {
     Config {
         worker_poll_interval_ms: 50,
@@ -528,7 +528,7 @@ pub const INVARIANTS: &[(&str, &str)] = &[
     ),
 ];
 
-/// Asserts every invariant, including that no student holds two overlapping groups.
+/// Asserts every invariant, including that no student has two overlapping groups.
 pub async fn assert_invariants(db: &TestDb) {
     for (rule, sql) in INVARIANTS {
         let violations = scalar(db, sql).await;

@@ -8,6 +8,8 @@ use tracing::info;
 
 use crate::config::{Config, redact_url};
 use crate::jobs::worker::{self, WorkerSettings, Workers};
+use crate::saga::participants::Participants;
+use crate::saga::runner::SagaRunner;
 use crate::seed::demo_catalog;
 use crate::shared_state::RedisHandle;
 use crate::store::postgres::{PgSettings, PgStore};
@@ -45,7 +47,7 @@ pub fn connect_redis(config: &Config) -> Result<Option<RedisHandle>, redis::Redi
         Duration::from_millis(config.redis_response_timeout_ms),
     )?;
     info!(redis_url = %handle.display_url(), "Redis configured");
-    Ok(Some(handle))
+    Ok(Some(handle.with_prefix(&config.redis_key_prefix)))
 }
 
 /// Loads the demo catalog, keeping rows that exist; returns how many rows it added.
@@ -70,32 +72,61 @@ pub fn worker_settings(config: &Config) -> WorkerSettings {
     }
 }
 
-/// Starts a worker pool and a task that purges expired job results every minute.
+/// Builds the saga runner with the participants that the configuration names.
+pub fn saga_runner(store: Arc<dyn Store>, config: &Config) -> SagaRunner {
+    let participants = Participants::new(
+        config.billing_url.clone(),
+        config.notification_url.clone(),
+        Duration::from_secs(30),
+    );
+    SagaRunner::new(
+        store,
+        participants,
+        config.saga_step_attempts,
+        Duration::from_secs_f64(config.task_retry_delay.min(1.0)),
+        Duration::from_secs_f64(config.task_retry_backoff_max.min(30.0)),
+    )
+}
+
+/// Starts a worker pool and a task that purges expired job results, idempotency records and
+/// old sagas every minute, and resumes sagas whose process died.
 pub fn start_workers(
     store: Arc<dyn Store>,
     config: &Config,
     shutdown: CancellationToken,
 ) -> (Arc<Workers>, tokio::task::JoinHandle<()>) {
     let ttl_ms = config.result_ttl_seconds as i64 * 1000;
+    let saga_ttl_ms = config.saga_ttl_hours as i64 * 3_600_000;
+    // A synchronous request's saga untouched for this long lost its process.
+    let stalled_after = Duration::from_secs(config.request_timeout_seconds * 2);
+    let runner = saga_runner(store.clone(), config);
     let purge_store = store.clone();
     let purge_shutdown = shutdown.clone();
+    let purge_runner = runner.clone();
     tokio::spawn(async move {
         loop {
-            tokio::select! {
-                _ = purge_shutdown.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_secs(60)) => {}
-            }
-            match purge_store
-                .purge_finished_jobs(crate::clock::now_ms() - ttl_ms)
-                .await
-            {
+            let now = crate::clock::now_ms();
+            match purge_store.purge_finished_jobs(now - ttl_ms).await {
                 Ok(0) => {}
                 Ok(n) => info!(purged = n, "expired job results deleted"),
                 Err(e) => tracing::warn!(error = %e, "purging expired jobs failed"),
             }
+            if let Err(e) = purge_store.purge_idempotency(now).await {
+                tracing::warn!(error = %e, "purging expired idempotency records failed");
+            }
+            if let Err(e) = purge_store.cleanup_sagas(now - saga_ttl_ms).await {
+                tracing::warn!(error = %e, "deleting old sagas failed");
+            }
+            if let Err(e) = purge_runner.recover_stalled(stalled_after).await {
+                tracing::warn!(error = %e, "resuming unfinished sagas failed");
+            }
+            tokio::select! {
+                _ = purge_shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            }
         }
     });
-    worker::start(store, worker_settings(config), shutdown)
+    worker::start(store, worker_settings(config), runner, shutdown)
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -29,6 +29,8 @@ pub struct Config {
     pub redis_connect_timeout_ms: u64,
     /// Milliseconds to wait for a Redis reply.
     pub redis_response_timeout_ms: u64,
+    /// Text put before every Redis key, so deployments sharing one Redis keep apart.
+    pub redis_key_prefix: String,
     /// Origins allowed by CORS, comma-separated; `*` allows any origin without credentials.
     pub allowed_origins: String,
     pub app_name: String,
@@ -60,6 +62,23 @@ pub struct Config {
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     pub admin_token: Option<String>,
+    /// Seconds an idempotency record lives.
+    pub idempotency_ttl_seconds: u64,
+    /// Base URL of the billing service that assesses fees; unset records the step as
+    /// skipped.
+    pub billing_url: Option<String>,
+    /// Base URL of the service notified of each completed enrollment; unset records the
+    /// step as skipped.
+    pub notification_url: Option<String>,
+    /// Attempts of a saga step that calls a participant (and of each compensation) before
+    /// the saga compensates (or, for a compensation, waits for an operator).
+    pub saga_step_attempts: u32,
+    /// Hours a finished saga is kept before the periodic cleanup deletes it.
+    pub saga_ttl_hours: u64,
+    /// Overrides of breaker settings: `name:key=value,key=value;name:...` with keys
+    /// `failure_threshold`, `recovery_timeout`, `success_threshold`, `timeout` and
+    /// `half_open_permits` (times in seconds).
+    pub circuit_breakers: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +100,7 @@ impl Default for Config {
             redis_url: None,
             redis_connect_timeout_ms: 2_000,
             redis_response_timeout_ms: 1_000,
+            redis_key_prefix: String::new(),
             allowed_origins: "*".to_owned(),
             app_name: "Inscription Microservice".to_owned(),
             log_level: "info".to_owned(),
@@ -103,6 +123,12 @@ impl Default for Config {
             request_timeout_seconds: 60,
             max_body_bytes: 256 * 1024,
             admin_token: None,
+            idempotency_ttl_seconds: 3_600,
+            billing_url: None,
+            notification_url: None,
+            saga_step_attempts: 3,
+            saga_ttl_hours: 24,
+            circuit_breakers: String::new(),
         }
     }
 }
@@ -142,6 +168,8 @@ impl Config {
             ),
             ("MAX_BODY_BYTES", self.max_body_bytes as u64),
             ("TASK_TIME_LIMIT", self.task_time_limit),
+            ("IDEMPOTENCY_TTL_SECONDS", self.idempotency_ttl_seconds),
+            ("SAGA_STEP_ATTEMPTS", u64::from(self.saga_step_attempts)),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -180,6 +208,21 @@ impl Config {
             return Err(ConfigError(
                 "DATABASE_URL: must start with sqlite:, postgres: or postgresql:".into(),
             ));
+        }
+        for (key, url) in [
+            ("BILLING_URL", &self.billing_url),
+            ("NOTIFICATION_URL", &self.notification_url),
+        ] {
+            if let Some(url) = url
+                && !url.starts_with("http://")
+            {
+                return Err(ConfigError(format!(
+                    "{key}: must be an http:// URL (the build has no TLS client; put a local proxy in front of an https service)"
+                )));
+            }
+        }
+        if let Err(e) = parse_breaker_overrides(&self.circuit_breakers) {
+            return Err(ConfigError(format!("CIRCUIT_BREAKERS: {e}")));
         }
         if let Some(token) = &self.admin_token
             && token.is_empty()
@@ -220,6 +263,49 @@ fn env_source() -> Env {
         .and_then(|v| v.as_object().map(|o| o.keys().cloned().collect()))
         .unwrap_or_default();
     Env::raw().filter(move |k| keys.iter().any(|key| k == key.as_str()))
+}
+
+/// One breaker's overridden settings, as `(key, value)` pairs.
+pub type BreakerOverride = (String, Vec<(String, f64)>);
+
+/// Parses `CIRCUIT_BREAKERS`: `name:key=value,key=value;name:...`. Keys are checked here;
+/// names are checked against the breakers that exist when they are built.
+pub fn parse_breaker_overrides(text: &str) -> Result<Vec<BreakerOverride>, String> {
+    const KEYS: [&str; 5] = [
+        "failure_threshold",
+        "recovery_timeout",
+        "success_threshold",
+        "timeout",
+        "half_open_permits",
+    ];
+    let mut out = Vec::new();
+    for part in text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, settings) = part
+            .split_once(':')
+            .ok_or_else(|| format!("`{part}` must look like name:key=value"))?;
+        let mut pairs = Vec::new();
+        for setting in settings.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (key, value) = setting
+                .split_once('=')
+                .ok_or_else(|| format!("`{setting}` must look like key=value"))?;
+            let key = key.trim();
+            if !KEYS.contains(&key) {
+                return Err(format!(
+                    "unknown key `{key}`; use one of {}",
+                    KEYS.join(", ")
+                ));
+            }
+            let value: f64 = value
+                .trim()
+                .parse()
+                .ok()
+                .filter(|v: &f64| v.is_finite() && *v >= 0.0)
+                .ok_or_else(|| format!("`{key}` must be a non-negative number"))?;
+            pairs.push((key.to_owned(), value));
+        }
+        out.push((name.trim().to_owned(), pairs));
+    }
+    Ok(out)
 }
 
 /// Masks the password of a database URL for logs.

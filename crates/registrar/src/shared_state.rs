@@ -11,6 +11,7 @@ use crate::config::redact_url;
 pub struct RedisHandle {
     manager: ConnectionManager,
     url: String,
+    prefix: String,
 }
 
 impl RedisHandle {
@@ -31,7 +32,20 @@ impl RedisHandle {
         Ok(Self {
             manager,
             url: redact_url(url),
+            prefix: String::new(),
         })
+    }
+
+    /// Puts `prefix` before every key this handle names, so that deployments (or tests)
+    /// sharing one Redis keep apart.
+    pub fn with_prefix(mut self, prefix: &str) -> Self {
+        self.prefix = prefix.to_owned();
+        self
+    }
+
+    /// The Redis key for `name`, with the deployment's prefix.
+    pub fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
     }
 
     /// Returns a clone of the shared manager. Clones multiplex over one connection.

@@ -45,9 +45,74 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     Forbidden,
     Unauthorized,
+    /// A request with an `Idempotency-Key` that an earlier request with another body used.
+    IdempotencyKeyReused,
+    /// A request whose idempotency key belongs to a request that is still running.
+    IdempotencyInFlight,
+    CircuitBreakerOpen,
+    /// The billing service declined the fee; the enrollment was withdrawn.
+    FeeRejected,
+    /// The billing service could not be reached within the retries; the enrollment was
+    /// withdrawn.
+    FeeAssessmentFailed,
+    /// A compensation kept failing; the saga waits for an operator.
+    SagaCompensationFailed,
 }
 
 impl ErrorCode {
+    /// Every code, for parsing stored ones.
+    pub const ALL: [Self; 44] = [
+        Self::EstudianteNotFound,
+        Self::EstudianteBloqueado,
+        Self::EstudianteInactivo,
+        Self::EstudianteSuspendido,
+        Self::PeriodoNotFound,
+        Self::PeriodoInactivo,
+        Self::PeriodoInscripcionCerrado,
+        Self::PeriodoInscripcionNoIniciado,
+        Self::GrupoNotFound,
+        Self::GrupoSinCupo,
+        Self::ConflictoHorario,
+        Self::InscripcionNotFound,
+        Self::InscripcionDuplicada,
+        Self::GrupoDuplicado,
+        Self::DetalleInscripcionNotFound,
+        Self::LimiteMateriasExcedido,
+        Self::MateriaYaAprobada,
+        Self::PrerrequisitoNoCumplido,
+        Self::MateriaNotFound,
+        Self::HistorialNotFound,
+        Self::HistorialDuplicado,
+        Self::EstadoMateriaInvalido,
+        Self::NotaInvalida,
+        Self::DuplicateRecord,
+        Self::InvalidReference,
+        Self::IntegrityError,
+        Self::ValidationError,
+        Self::TaskNotFound,
+        Self::TaskAlreadyFinished,
+        Self::ServiceUnavailable,
+        Self::InternalServerError,
+        Self::NotFound,
+        Self::MethodNotAllowed,
+        Self::PayloadTooLarge,
+        Self::RequestTimeout,
+        Self::UnsupportedMediaType,
+        Self::Forbidden,
+        Self::Unauthorized,
+        Self::IdempotencyKeyReused,
+        Self::IdempotencyInFlight,
+        Self::CircuitBreakerOpen,
+        Self::FeeRejected,
+        Self::FeeAssessmentFailed,
+        Self::SagaCompensationFailed,
+    ];
+
+    /// Finds the code with the wire name `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::EstudianteNotFound => "ESTUDIANTE_NOT_FOUND",
@@ -88,6 +153,12 @@ impl ErrorCode {
             Self::UnsupportedMediaType => "HTTP_415",
             Self::Forbidden => "AUTHORIZATION_ERROR",
             Self::Unauthorized => "AUTHENTICATION_ERROR",
+            Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            Self::IdempotencyInFlight => "IDEMPOTENCY_IN_FLIGHT",
+            Self::CircuitBreakerOpen => "CIRCUIT_BREAKER_OPEN",
+            Self::FeeRejected => "FEE_REJECTED",
+            Self::FeeAssessmentFailed => "FEE_ASSESSMENT_FAILED",
+            Self::SagaCompensationFailed => "SAGA_COMPENSATION_FAILED",
         }
     }
 
@@ -114,7 +185,8 @@ impl ErrorCode {
             | Self::NotaInvalida
             | Self::InvalidReference
             | Self::IntegrityError
-            | Self::ValidationError => StatusCode::UNPROCESSABLE_ENTITY,
+            | Self::ValidationError
+            | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::GrupoSinCupo
             | Self::ConflictoHorario
             | Self::InscripcionDuplicada
@@ -123,8 +195,13 @@ impl ErrorCode {
             | Self::PrerrequisitoNoCumplido
             | Self::HistorialDuplicado
             | Self::DuplicateRecord
-            | Self::TaskAlreadyFinished => StatusCode::CONFLICT,
-            Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            | Self::TaskAlreadyFinished
+            | Self::IdempotencyInFlight => StatusCode::CONFLICT,
+            Self::FeeRejected => StatusCode::PAYMENT_REQUIRED,
+            Self::ServiceUnavailable | Self::CircuitBreakerOpen | Self::FeeAssessmentFailed => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::SagaCompensationFailed => StatusCode::BAD_GATEWAY,
             Self::InternalServerError => StatusCode::INTERNAL_SERVER_ERROR,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,

@@ -3,21 +3,29 @@
 
 use axum::Extension;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use time::Date;
 
 use super::error::ApiError;
 use super::extract::JsonBody;
+use super::idempotent::{
+    answer, cached_replay, header_key, invalidate, new_record, pending_timeout_ms, raw_json,
+    remember,
+};
 use super::queue::enqueue_inscription;
 use super::{AppState, RequestContext};
 use crate::clock;
-use crate::domain::error::{DomainError, FieldError};
+use crate::domain::enrollment::{EnrollmentOutcome, EnrollmentRequest};
+use crate::domain::error::{DomainError, ErrorCode, FieldError};
 use crate::domain::model::{Estudiante, Periodo};
 use crate::domain::validation::{InscripcionCreate, validate_enrollment};
 use crate::domain::views::{DetalleSimple, InscripcionFull};
+use crate::idempotency::{self, Claim, Endpoint};
+use crate::saga::model::SagaStatus;
+use crate::saga::runner::{SagaIds, job_result};
 
 pub fn estudiante_json(e: &Estudiante) -> Value {
     json!({
@@ -68,36 +76,141 @@ async fn load_full(state: &AppState, codigo: &str) -> Result<InscripcionFull, Ap
 pub async fn create_async(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
+    headers: HeaderMap,
     JsonBody(body): JsonBody<InscripcionCreate>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Response, ApiError> {
     let request = validate_enrollment(&body, state.config.max_grupos_por_solicitud, "body")
         .map_err(ApiError::validation)?;
-    let task_id = enqueue_inscription(&state, &ctx, &request, Vec::new()).await?;
-    let response = json!({
-        "message": "Inscripción encolada para procesamiento",
-        "task_id": task_id,
-        "status": "PENDING",
-        "registro_academico": request.registro_academico,
-        "monitor_url": format!("/api/v1/queue/tasks/{task_id}/status"),
-        "correlation_id": ctx.correlation_id,
-    });
-    Ok((StatusCode::ACCEPTED, axum::Json(response)))
+    let registro_academico = request.registro_academico.clone();
+    enqueue_inscription(
+        &state,
+        &ctx,
+        &headers,
+        Endpoint::Async,
+        &request,
+        Vec::new(),
+        |task_id| {
+            json!({
+                "message": "Inscripción encolada para procesamiento",
+                "task_id": task_id,
+                "status": "PENDING",
+                "registro_academico": registro_academico,
+                "monitor_url": format!("/api/v1/queue/tasks/{task_id}/status"),
+                "correlation_id": ctx.correlation_id,
+            })
+        },
+    )
+    .await
 }
 
 /// `POST /api/v1/inscripciones/sync`: enrolls within the request; an existing inscription
-/// for the period is `INSCRIPCION_DUPLICADA`.
+/// for the period is `INSCRIPCION_DUPLICADA`. The request's saga runs to its end before the
+/// response: a declined fee withdraws the enrollment and answers the error.
 pub async fn create_sync(
     State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    headers: HeaderMap,
     JsonBody(body): JsonBody<InscripcionCreate>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Response, ApiError> {
     let request = validate_enrollment(&body, state.config.max_grupos_por_solicitud, "body")
         .map_err(ApiError::validation)?;
+    let key = idempotency::request_key(Endpoint::Sync, header_key(&headers)?.as_deref(), &request);
+    if let Some(response) = cached_replay(&state, &key).await {
+        return Ok(response);
+    }
+    let owner = (
+        request.registro_academico.as_str(),
+        request.codigo_periodo.as_str(),
+    );
+    let record = new_record(
+        &state,
+        &ctx,
+        key.clone(),
+        Endpoint::Sync,
+        None,
+        Some(owner),
+        StatusCode::CREATED,
+        String::new(),
+    );
+    let claim = state
+        .store
+        .claim_idempotency(&record, pending_timeout_ms(&state))
+        .await?;
+    if claim != Claim::Fresh {
+        if matches!(claim, Claim::Replay(_)) {
+            state.idempotency.hit();
+            remember(&state, &key, &claim).await;
+        }
+        return Ok(answer(claim, &key));
+    }
+    state.idempotency.miss();
+    match enroll_with_saga(&state, &ctx, &request).await {
+        Ok(body) => {
+            let text = body.to_string();
+            if let Err(e) = state
+                .store
+                .complete_idempotency(&key.key, StatusCode::CREATED.as_u16(), &text)
+                .await
+            {
+                tracing::warn!(error = %e, "recording the response for replays failed; a repeat runs afresh after the pending timeout");
+            }
+            Ok(raw_json(StatusCode::CREATED, text))
+        }
+        Err(error) => {
+            if let Err(e) = state.store.release_idempotency(&key.key).await {
+                tracing::warn!(error = %e, "releasing the idempotency key failed; it frees itself after the pending timeout");
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Runs the synchronous enrollment and its saga; returns the created inscription.
+async fn enroll_with_saga(
+    state: &AppState,
+    ctx: &RequestContext,
+    request: &EnrollmentRequest,
+) -> Result<Value, ApiError> {
     let rules = state.config.enrollment_rules();
+    let ids = SagaIds {
+        task_id: None,
+        correlation_id: &ctx.correlation_id,
+        request_id: Some(&ctx.request_id),
+    };
+    // The store builds the saga inside its transaction; this keeps a copy to drive after
+    // the commit.
+    let written = std::sync::Mutex::new(None);
+    let saga_for = |outcome: &EnrollmentOutcome| {
+        let saga = state.saga.saga_for_enrollment(&ids, request, outcome);
+        *written.lock().expect("lock") = Some(saga.clone());
+        saga
+    };
     let outcome = state
         .store
-        .enroll_sync(&request, &rules, clock::today())
+        .enroll_sync(request, &rules, clock::today(), Some(&saga_for))
         .await?;
     let codigo = &outcome.inscripcion.codigo_inscripcion;
+    let saga = written.lock().expect("lock").take();
+    if let Some(mut saga) = saga
+        && !saga.status.is_finished()
+    {
+        let status = state
+            .saga
+            .run_to_end(&mut saga, std::time::Duration::from_secs(5))
+            .await?;
+        if status != SagaStatus::Completed {
+            let result = job_result(&saga);
+            let code = result["error_code"]
+                .as_str()
+                .and_then(ErrorCode::parse)
+                .unwrap_or(ErrorCode::SagaCompensationFailed);
+            return Err(ApiError::new(
+                code,
+                result["error"].as_str().unwrap_or_default(),
+                result["details"].clone(),
+            ));
+        }
+    }
     let reread = state.store.inscripcion(codigo).await;
     if let Err(e) = &reread {
         tracing::warn!(error = %e, codigo_inscripcion = %codigo, "reading the new inscription failed after commit; responding with what the enrollment wrote");
@@ -121,7 +234,7 @@ pub async fn create_sync(
                 .collect(),
         },
     };
-    Ok((StatusCode::CREATED, axum::Json(inscripcion_json(&full))))
+    Ok(inscripcion_json(&full))
 }
 
 pub async fn get_one(
@@ -215,6 +328,12 @@ pub async fn delete_one(
     Path(codigo): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let inscripcion = state.store.delete_inscripcion(&codigo).await?;
+    invalidate(
+        &state,
+        &inscripcion.registro_academico,
+        &inscripcion.codigo_periodo,
+    )
+    .await;
     tracing::info!(
         codigo_inscripcion = %codigo,
         registro_academico = %inscripcion.registro_academico,
@@ -233,6 +352,12 @@ pub async fn add_group(
         .store
         .add_group(&codigo, &grupo, &rules, clock::today())
         .await?;
+    invalidate(
+        &state,
+        &outcome.inscripcion.registro_academico,
+        &outcome.inscripcion.codigo_periodo,
+    )
+    .await;
     let detalle = outcome
         .new_details
         .first()
@@ -248,7 +373,13 @@ pub async fn drop_group(
     State(state): State<AppState>,
     Path((codigo, grupo)): Path<(String, String)>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    state.store.drop_group(&codigo, &grupo).await?;
+    let inscripcion = state.store.drop_group(&codigo, &grupo).await?;
+    invalidate(
+        &state,
+        &inscripcion.registro_academico,
+        &inscripcion.codigo_periodo,
+    )
+    .await;
     tracing::info!(codigo_inscripcion = %codigo, codigo_grupo = %grupo, "group dropped");
     Ok(axum::Json(json!({
         "status": "SUCCESS",

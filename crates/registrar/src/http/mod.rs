@@ -5,10 +5,12 @@ mod admin;
 pub mod error;
 pub mod extract;
 mod historial;
+pub mod idempotent;
 mod inscripciones;
 mod middleware;
 mod periodos;
 mod queue;
+mod resilience;
 mod system;
 
 use std::net::SocketAddr;
@@ -42,6 +44,9 @@ pub struct AppState {
     pub started_at: Instant,
     pub counters: Arc<Counters>,
     pub redis: Option<RedisHandle>,
+    /// Hits and misses of idempotent replays in this process.
+    pub idempotency: Arc<crate::idempotency::Counters>,
+    pub saga: crate::saga::runner::SagaRunner,
 }
 
 /// Request counters behind `/metrics`.
@@ -54,6 +59,8 @@ pub struct Counters {
 impl AppState {
     pub fn new(store: Arc<dyn Store>, config: Arc<Config>, workers: Option<Arc<Workers>>) -> Self {
         Self {
+            saga: crate::app::saga_runner(store.clone(), &config),
+            idempotency: Arc::new(crate::idempotency::Counters::default()),
             store,
             config,
             workers,
@@ -150,7 +157,14 @@ pub fn app(state: AppState) -> NormalizePath<Router> {
         .route("/tasks/{task_id}/status", get(queue::status))
         .route("/tasks/{task_id}", delete(queue::cancel))
         .route("/stats", get(queue::stats))
-        .route("/health-check", post(queue::health_check));
+        .route("/health-check", post(queue::health_check))
+        .route("/idempotency/cache", get(resilience::idempotency_cache))
+        .route(
+            "/idempotency/cache/{key}",
+            delete(resilience::invalidate_key),
+        )
+        .route("/sagas", get(resilience::sagas))
+        .route("/sagas/cleanup", post(resilience::cleanup_sagas));
 
     let router = Router::new()
         .route("/", get(system::root))

@@ -6,17 +6,19 @@ use std::net::SocketAddr;
 use axum::Extension;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::admin::require_admin;
 use super::error::ApiError;
 use super::extract::JsonBody;
+use super::idempotent::{enqueue_once, header_key};
 use super::{AppState, RequestContext};
 use crate::clock;
 use crate::domain::enrollment::EnrollmentRequest;
 use crate::domain::error::{ErrorCode, FieldError};
 use crate::domain::validation::{InscripcionCreate, validate_enrollment};
+use crate::idempotency::{self, Endpoint};
 use crate::jobs::model::{CancelOutcome, Job, JobKind, JobState, NewJob, TaskRef};
 use crate::jobs::result::group_view_result;
 
@@ -24,14 +26,19 @@ fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-/// Stores one enrollment job, with per-group view ids when `views` is non-empty, and wakes
-/// this process's workers. Returns the job's task id.
+/// Queues one enrollment job, with per-group view ids when `views` is non-empty, once per
+/// idempotency key, and responds with `respond(task_id)` (or the stored answer of an
+/// earlier request with the same key).
 pub async fn enqueue_inscription(
     state: &AppState,
     ctx: &RequestContext,
+    headers: &HeaderMap,
+    endpoint: Endpoint,
     request: &EnrollmentRequest,
     views: Vec<(String, String)>,
-) -> Result<String, ApiError> {
+    respond: impl FnOnce(&str) -> Value,
+) -> Result<Response, ApiError> {
+    let key = idempotency::request_key(endpoint, header_key(headers)?.as_deref(), request);
     let task_id = new_id();
     let job = NewJob {
         task_id: task_id.clone(),
@@ -39,19 +46,24 @@ pub async fn enqueue_inscription(
         payload: serde_json::to_value(request).map_err(|_| ApiError::internal())?,
         correlation_id: ctx.correlation_id.clone(),
         request_id: Some(ctx.request_id.clone()),
-        idempotency_key: None,
+        idempotency_key: Some(key.key.clone()),
         group_views: views,
     };
-    state.store.enqueue(std::slice::from_ref(&job)).await?;
-    state.wake_workers();
+    let body = respond(&task_id);
+    let owner = (
+        request.registro_academico.as_str(),
+        request.codigo_periodo.as_str(),
+    );
+    let response = enqueue_once(state, ctx, key, endpoint, job, Some(owner), &body).await?;
     tracing::info!(
         task_id = %task_id,
         registro_academico = %request.registro_academico,
         codigo_periodo = %request.codigo_periodo,
         grupos = request.grupos.len(),
-        "enrollment queued"
+        status = response.status().as_u16(),
+        "enrollment request answered"
     );
-    Ok(task_id)
+    Ok(response)
 }
 
 fn task_response(task_id: &str, message: String, ctx: &RequestContext) -> Value {
@@ -68,20 +80,26 @@ fn task_response(task_id: &str, message: String, ctx: &RequestContext) -> Value 
 pub async fn enqueue_async(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
+    headers: HeaderMap,
     JsonBody(body): JsonBody<InscripcionCreate>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Response, ApiError> {
     let request = validate_enrollment(&body, state.config.max_grupos_por_solicitud, "body")
         .map_err(ApiError::validation)?;
-    let task_id = enqueue_inscription(&state, &ctx, &request, Vec::new()).await?;
     let message = format!(
         "Inscripción de {} en {} grupo(s) encolada",
         request.registro_academico,
         request.grupos.len()
     );
-    Ok((
-        StatusCode::ACCEPTED,
-        axum::Json(task_response(&task_id, message, &ctx)),
-    ))
+    enqueue_inscription(
+        &state,
+        &ctx,
+        &headers,
+        Endpoint::Async,
+        &request,
+        Vec::new(),
+        |task_id| task_response(task_id, message, &ctx),
+    )
+    .await
 }
 
 /// Queues one atomic job for the whole request. Each group gets a view id that reports the
@@ -89,8 +107,9 @@ pub async fn enqueue_async(
 pub async fn enqueue_by_groups(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
+    headers: HeaderMap,
     JsonBody(body): JsonBody<InscripcionCreate>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Response, ApiError> {
     let request = validate_enrollment(&body, state.config.max_grupos_por_solicitud, "body")
         .map_err(ApiError::validation)?;
     let views: Vec<(String, String)> = request
@@ -98,28 +117,46 @@ pub async fn enqueue_by_groups(
         .iter()
         .map(|g| (new_id(), g.clone()))
         .collect();
-    let main_task_id = enqueue_inscription(&state, &ctx, &request, views.clone()).await?;
     let group_tasks: Vec<Value> = views
         .iter()
         .map(|(view_id, grupo)| json!({ "grupo": grupo, "task_id": view_id }))
         .collect();
-    let response = json!({
-        "main_task_id": main_task_id,
-        "group_tasks": group_tasks,
-        "status": "QUEUED",
-        "message": format!("Inscripción encolada como una tarea atómica para {} grupo(s)", views.len()),
-        "correlation_id": ctx.correlation_id,
-        "total_groups": views.len(),
-        "idempotent_replay": false,
-    });
-    Ok((StatusCode::ACCEPTED, axum::Json(response)))
+    let total_groups = views.len();
+    let idempotency_key = idempotency::request_key(
+        Endpoint::ByGroups,
+        header_key(&headers)?.as_deref(),
+        &request,
+    )
+    .key;
+    enqueue_inscription(
+        &state,
+        &ctx,
+        &headers,
+        Endpoint::ByGroups,
+        &request,
+        views,
+        |main_task_id| {
+            json!({
+                "main_task_id": main_task_id,
+                "group_tasks": group_tasks,
+                "status": "QUEUED",
+                "message": format!("Inscripción encolada como una tarea atómica para {total_groups} grupo(s)"),
+                "correlation_id": ctx.correlation_id,
+                "total_groups": total_groups,
+                "idempotency_key": idempotency_key,
+                "idempotent_replay": false,
+            })
+        },
+    )
+    .await
 }
 
 pub async fn enqueue_bulk(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
+    headers: HeaderMap,
     JsonBody(body): JsonBody<Vec<InscripcionCreate>>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Response, ApiError> {
     if body.is_empty() {
         return Err(ApiError::validation(vec![FieldError {
             field: "body".into(),
@@ -144,6 +181,7 @@ pub async fn enqueue_bulk(
         return Err(ApiError::validation(errors));
     }
 
+    let key = idempotency::bulk_key(header_key(&headers)?.as_deref(), &items);
     let task_id = new_id();
     let job = NewJob {
         task_id: task_id.clone(),
@@ -151,17 +189,13 @@ pub async fn enqueue_bulk(
         payload: json!({ "items": items }),
         correlation_id: ctx.correlation_id.clone(),
         request_id: Some(ctx.request_id.clone()),
-        idempotency_key: None,
+        idempotency_key: Some(key.key.clone()),
         group_views: Vec::new(),
     };
-    state.store.enqueue(std::slice::from_ref(&job)).await?;
-    state.wake_workers();
-    tracing::info!(task_id = %task_id, items = items.len(), "bulk enrollment queued");
     let message = format!("Procesamiento de {} inscripciones encolado", items.len());
-    Ok((
-        StatusCode::ACCEPTED,
-        axum::Json(task_response(&task_id, message, &ctx)),
-    ))
+    let body = task_response(&task_id, message, &ctx);
+    tracing::info!(task_id = %task_id, items = items.len(), "bulk enrollment requested");
+    enqueue_once(&state, &ctx, key, Endpoint::Bulk, job, None, &body).await
 }
 
 pub async fn health_check(

@@ -17,7 +17,9 @@ use super::model::{Job, JobKind, JobState, JobUpdate};
 use super::result::enrollment_result;
 use crate::clock;
 use crate::domain::enrollment::{EnrollmentRequest, EnrollmentRules};
-use crate::store::{Store, StoreError};
+use crate::saga::model::Saga;
+use crate::saga::runner::{JobLease, Progress, SagaIds, SagaRunner};
+use crate::store::{StepWrite, Store, StoreError};
 
 /// Settings of one worker pool.
 #[derive(Debug, Clone)]
@@ -52,6 +54,7 @@ impl Workers {
 pub fn start(
     store: Arc<dyn Store>,
     settings: WorkerSettings,
+    saga: SagaRunner,
     shutdown: CancellationToken,
 ) -> (Arc<Workers>, tokio::task::JoinHandle<()>) {
     let owner = format!("{}-{}", hostname(), uuid::Uuid::now_v7().simple());
@@ -65,6 +68,7 @@ pub fn start(
         owner,
         wake: workers.wake.clone(),
         running: Arc::new(Mutex::new(HashSet::new())),
+        saga,
     };
     let handle = tokio::spawn(pool.run(shutdown));
     (workers, handle)
@@ -84,6 +88,7 @@ struct Pool {
     owner: String,
     wake: Arc<Notify>,
     running: Arc<Mutex<HashSet<String>>>,
+    saga: SagaRunner,
 }
 
 impl Pool {
@@ -206,7 +211,9 @@ impl Pool {
     }
 
     async fn run_job_inner(&self, job: &Job) {
-        if job.attempts > i64::from(self.settings.max_retries) + 1 {
+        if job.attempts > i64::from(self.settings.max_retries) + 1
+            && !self.saga_bounds_retries(job).await
+        {
             let meta = json!({
                 "error_type": "MaxRetriesExceeded",
                 "error_message": format!("gave up after {} attempts", job.attempts - 1),
@@ -281,7 +288,19 @@ impl Pool {
         }
     }
 
+    /// Whether the job's retries are counted by its saga, which compensates when they run
+    /// out, rather than by the job.
+    async fn saga_bounds_retries(&self, job: &Job) -> bool {
+        job.kind == JobKind::Inscription
+            && matches!(self.store.saga_for_task(&job.task_id).await, Ok(Some(_)))
+    }
+
     async fn run_inscription(&self, job: &Job) -> Result<(), StoreError> {
+        // A saga already logged for this job means its enrollment committed in an earlier
+        // run: resume the saga instead of enrolling again.
+        if let Some(saga) = self.store.saga_for_task(&job.task_id).await? {
+            return self.drive_saga(job, saga).await;
+        }
         let request: EnrollmentRequest = match serde_json::from_value(job.payload.clone()) {
             Ok(r) => r,
             Err(e) => {
@@ -291,10 +310,36 @@ impl Pool {
                 return Ok(());
             }
         };
-        let finish = |outcome: &_| JobUpdate {
-            state: JobState::Success,
-            meta: None,
-            result: Some(enrollment_result(outcome)),
+        let ids = SagaIds {
+            task_id: Some(&job.task_id),
+            correlation_id: &job.correlation_id,
+            request_id: job.request_id.as_deref(),
+        };
+        let finish = |outcome: &Result<_, _>| {
+            let saga = match outcome {
+                Ok(outcome) => self.saga.saga_for_enrollment(&ids, &request, outcome),
+                Err(rejection) => self.saga.saga_for_rejection(&ids, &request, rejection),
+            };
+            let job = if saga.status.is_finished() {
+                JobUpdate {
+                    state: JobState::Success,
+                    meta: None,
+                    result: Some(enrollment_result(outcome)),
+                }
+            } else {
+                JobUpdate {
+                    state: JobState::Progress,
+                    meta: Some(json!({
+                        "message": "Inscripción registrada; completando el cobro y la notificación",
+                        "saga_id": saga.saga_id,
+                    })),
+                    result: None,
+                }
+            };
+            StepWrite {
+                job,
+                saga: Some(saga),
+            }
         };
         let done = self
             .store
@@ -308,7 +353,7 @@ impl Pool {
                 &finish,
             )
             .await?;
-        match done {
+        match &done {
             Some(Ok(outcome)) => info!(
                 registro_academico = %request.registro_academico,
                 codigo_periodo = %request.codigo_periodo,
@@ -324,6 +369,43 @@ impl Pool {
                 "enrollment rejected"
             ),
             None => warn!("lease lost before commit; the enrollment was rolled back"),
+        }
+        if matches!(done, Some(Ok(_)))
+            && let Some(saga) = self.store.saga_for_task(&job.task_id).await?
+            && !saga.status.is_finished()
+        {
+            return self.drive_saga(job, saga).await;
+        }
+        Ok(())
+    }
+
+    /// Runs the saga's remaining steps; a participant that failed for now puts the job back
+    /// in the queue, to resume the saga from its log later.
+    async fn drive_saga(&self, job: &Job, mut saga: Saga) -> Result<(), StoreError> {
+        let lease = JobLease {
+            task_id: &job.task_id,
+            owner: &self.owner,
+        };
+        match self.saga.advance(&mut saga, Some(lease)).await? {
+            Progress::Finished(status) => {
+                info!(saga_id = %saga.saga_id, status = status.as_str(), "saga ended");
+            }
+            Progress::RetryLater(delay) => {
+                let meta = json!({
+                    "message": "Un participante de la saga no respondió; se reintentará",
+                    "saga_id": saga.saga_id,
+                    "next_retry_in_ms": delay.as_millis() as u64,
+                });
+                let run_at = clock::now_ms() + delay.as_millis() as i64;
+                if !self
+                    .store
+                    .schedule_retry(&job.task_id, &self.owner, run_at, &meta)
+                    .await?
+                {
+                    warn!("lease lost before the saga's retry was scheduled");
+                }
+            }
+            Progress::LeaseLost => warn!("lease lost while the saga ran; its new owner resumes it"),
         }
         Ok(())
     }
@@ -351,7 +433,7 @@ impl Pool {
                     Ok(_) => (successful + 1, failed),
                     Err(_) => (successful, failed + 1),
                 };
-                JobUpdate {
+                let job = JobUpdate {
                     state: if report_progress {
                         JobState::Progress
                     } else {
@@ -359,7 +441,8 @@ impl Pool {
                     },
                     meta: report_progress.then(|| progress_meta(total, processed, ok, ko)),
                     result: None,
-                }
+                };
+                StepWrite { job, saga: None }
             };
             let done = self
                 .store

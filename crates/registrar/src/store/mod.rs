@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod postgres;
+pub(crate) mod resilience;
 pub(crate) mod sql;
 pub mod sqlite;
 
@@ -27,7 +28,9 @@ use crate::domain::model::{Inscripcion, Periodo};
 use crate::domain::views::{
     EnrollmentStatistics, InscripcionConGrupos, InscripcionFull, MateriaRef, PeriodoUpdate,
 };
+use crate::idempotency::{Claim, NewRecord};
 use crate::jobs::model::{CancelOutcome, Job, JobCounts, JobUpdate, NewJob, TaskRef};
+use crate::saga::model::{Saga, SagaCounts, SagaQuery};
 
 /// The database engine behind a store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +52,26 @@ impl Backend {
 /// outcome. It runs inside the enrollment transaction, so the job row and the enrollment
 /// commit together.
 pub type StepFinish<'a> =
-    &'a (dyn Fn(&Result<EnrollmentOutcome, DomainError>) -> JobUpdate + Send + Sync);
+    &'a (dyn Fn(&Result<EnrollmentOutcome, DomainError>) -> StepWrite + Send + Sync);
+
+/// What a job step writes with its enrollment: the job update, and the saga that logs the
+/// request when there is one.
+pub struct StepWrite {
+    pub job: JobUpdate,
+    pub saga: Option<Saga>,
+}
+
+/// Builds the saga of a synchronous enrollment that committed; it is written in the same
+/// transaction.
+pub type SagaFor<'a> = &'a (dyn Fn(&EnrollmentOutcome) -> Saga + Send + Sync);
+
+/// A job update to write only while `owner` holds the job's lease.
+pub struct JobWrite<'a> {
+    pub task_id: &'a str,
+    pub owner: &'a str,
+    pub update: &'a JobUpdate,
+    pub now_ms: i64,
+}
 
 /// Every read and write the service makes. Methods that change enrollment run as one
 /// transaction each; a returned error means nothing was written.
@@ -62,12 +84,15 @@ pub trait Store: Send + Sync {
 
     // Enrollment.
 
-    /// Enrolls through the synchronous endpoint: an existing inscription is rejected.
+    /// Enrolls through the synchronous endpoint: an existing inscription is rejected. When
+    /// `saga` is given, the saga it builds from the outcome is written in the same
+    /// transaction.
     async fn enroll_sync(
         &self,
         request: &EnrollmentRequest,
         rules: &EnrollmentRules,
         today: Date,
+        saga: Option<SagaFor<'_>>,
     ) -> Result<EnrollmentOutcome, EnrollError>;
 
     async fn add_group(
@@ -269,6 +294,81 @@ pub trait Store: Send + Sync {
 
     /// Deletes jobs that finished before `before_ms`; returns how many.
     async fn purge_finished_jobs(&self, before_ms: i64) -> Result<u64, StoreError>;
+
+    // Idempotency.
+
+    /// Queues `job` with its idempotency record in one transaction, unless a live record
+    /// holds the key; then nothing is written and the claim says how to answer.
+    async fn enqueue_idempotent(
+        &self,
+        job: &NewJob,
+        record: &NewRecord,
+        pending_timeout_ms: i64,
+    ) -> Result<Claim, StoreError>;
+
+    /// Opens a `pending` record for a synchronous request, unless a live record holds the
+    /// key.
+    async fn claim_idempotency(
+        &self,
+        record: &NewRecord,
+        pending_timeout_ms: i64,
+    ) -> Result<Claim, StoreError>;
+
+    /// Stores a synchronous request's response and marks its record finished.
+    async fn complete_idempotency(
+        &self,
+        key: &str,
+        status: u16,
+        body: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Drops a synchronous request's pending record, so its key runs afresh.
+    async fn release_idempotency(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Deletes every record of a (student, period) and returns their keys.
+    async fn invalidate_idempotency(
+        &self,
+        registro_academico: &str,
+        codigo_periodo: &str,
+    ) -> Result<Vec<String>, StoreError>;
+
+    async fn delete_idempotency(&self, key: &str) -> Result<bool, StoreError>;
+
+    /// Counts the records that have not expired at `now_ms`.
+    async fn idempotency_count(&self, now_ms: i64) -> Result<i64, StoreError>;
+
+    /// Deletes the records that expired at `now_ms`.
+    async fn purge_idempotency(&self, now_ms: i64) -> Result<u64, StoreError>;
+
+    // Sagas.
+
+    async fn saga_for_task(&self, task_id: &str) -> Result<Option<Saga>, StoreError>;
+
+    async fn saga(&self, saga_id: &str) -> Result<Option<Saga>, StoreError>;
+
+    /// Writes a saga's status and steps.
+    async fn save_saga(&self, saga: &Saga) -> Result<(), StoreError>;
+
+    /// Ends a saga in one transaction: withdraws its enrollment when `withdraw` is set,
+    /// writes the saga, and writes the job update when `job` is given. A saga that an
+    /// earlier run already ended is left as it is. Returns false, writing nothing, when the
+    /// job's lease was lost.
+    async fn finish_saga(
+        &self,
+        saga: &Saga,
+        withdraw: bool,
+        job: Option<JobWrite<'_>>,
+    ) -> Result<bool, StoreError>;
+
+    async fn list_sagas(&self, query: &SagaQuery) -> Result<Vec<Saga>, StoreError>;
+
+    /// Unfinished sagas of synchronous requests not written since `before_ms`.
+    async fn stalled_sagas(&self, before_ms: i64, limit: i64) -> Result<Vec<Saga>, StoreError>;
+
+    /// Deletes finished sagas created before `before_ms`; returns how many.
+    async fn cleanup_sagas(&self, before_ms: i64) -> Result<u64, StoreError>;
+
+    async fn saga_counts(&self) -> Result<SagaCounts, StoreError>;
 }
 
 /// Sorts `(table, key)` rows from `SELECT_CATALOG_KEYS` into a [`CatalogKeys`].

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod participant;
+
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -192,6 +194,8 @@ pub fn test_config(db: &TestDb) -> Config {
         redis_url: std::env::var("TEST_REDIS_URL")
             .ok()
             .filter(|u| !u.is_empty()),
+        // Tests share one Redis: each keeps its keys apart.
+        redis_key_prefix: format!("test-{}:", uuid::Uuid::new_v4().simple()),
         ..base_config(db.url())
     }
 }
@@ -294,6 +298,25 @@ impl TestApp {
             .await
             .expect("POST");
         read(response).await
+    }
+
+    /// Posts `body` with extra headers; returns the status, the response headers and the
+    /// body bytes as text.
+    pub async fn post_with(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &Value,
+    ) -> (u16, reqwest::header::HeaderMap, String) {
+        let mut request = self.client.post(self.url(path)).json(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("POST");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        (status, headers, text)
     }
 
     pub async fn delete(&self, path: &str) -> (u16, Value) {

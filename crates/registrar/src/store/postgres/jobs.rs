@@ -118,10 +118,7 @@ impl PgStore {
         let mut tx = self.begin().await?;
         insert_jobs_in(&mut tx, jobs).await?;
         // Delivered when the transaction commits, so a woken worker finds the rows.
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(JOBS_CHANNEL)
-            .execute(&mut *tx)
-            .await?;
+        notify_jobs(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -231,9 +228,12 @@ impl PgStore {
             .execute(&mut *tx)
             .await?;
 
-        let update = finish(&outcome);
-        if !write_update(&mut tx, task_id, owner, &update, now_ms).await? {
+        let write = finish(&outcome);
+        if !write_update(&mut tx, task_id, owner, &write.job, now_ms).await? {
             return Ok(None);
+        }
+        if let Some(saga) = &write.saga {
+            super::resilience::insert_saga(&mut tx, saga).await?;
         }
         tx.commit().await?;
         Ok(Some(outcome))
@@ -350,6 +350,15 @@ impl PgStore {
         tx.commit().await?;
         Ok(done.rows_affected())
     }
+}
+
+/// Tells listening workers that jobs were queued; delivered when the transaction commits.
+pub async fn notify_jobs(conn: &mut PgConnection) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(JOBS_CHANNEL)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 pub async fn insert_jobs_in(

@@ -11,6 +11,7 @@ mod convert;
 mod historial;
 mod jobs;
 mod reads;
+pub(crate) mod resilience;
 mod tx;
 
 use std::str::FromStr;
@@ -24,7 +25,7 @@ use time::Date;
 
 use self::tx::PgTx;
 use super::sql;
-use super::{Backend, StepFinish, Store, StoreError};
+use super::{Backend, JobWrite, SagaFor, StepFinish, Store, StoreError};
 use crate::domain::catalog::{Catalog, CatalogKeys, LoadReport};
 use crate::domain::enrollment::{
     EnrollError, EnrollMode, EnrollmentOutcome, EnrollmentRequest, EnrollmentRules, enroll,
@@ -37,7 +38,9 @@ use crate::domain::model::{Inscripcion, PERIODO_ACTIVO, Periodo};
 use crate::domain::views::{
     EnrollmentStatistics, InscripcionConGrupos, InscripcionFull, MateriaRef, PeriodoUpdate,
 };
+use crate::idempotency::{Claim, NewRecord};
 use crate::jobs::model::{CancelOutcome, Job, JobCounts, JobUpdate, NewJob, TaskRef};
+use crate::saga::model::{Saga, SagaCounts, SagaQuery};
 
 /// Connection settings for the PostgreSQL store.
 #[derive(Debug, Clone)]
@@ -123,10 +126,14 @@ impl Store for PgStore {
         request: &EnrollmentRequest,
         rules: &EnrollmentRules,
         today: Date,
+        saga: Option<SagaFor<'_>>,
     ) -> Result<EnrollmentOutcome, EnrollError> {
         let mut tx = self.begin().await?;
         let mut etx = PgTx { conn: &mut tx };
         let result = enroll(&mut etx, request, &EnrollMode::RejectExisting, rules, today).await;
+        if let (Ok(outcome), Some(saga_for)) = (&result, saga) {
+            self::resilience::insert_saga(&mut tx, &saga_for(outcome)).await?;
+        }
         finish(tx, result).await
     }
 
@@ -578,6 +585,145 @@ impl Store for PgStore {
 
     async fn purge_finished_jobs(&self, before_ms: i64) -> Result<u64, StoreError> {
         self.purge(before_ms).await
+    }
+    async fn enqueue_idempotent(
+        &self,
+        job: &NewJob,
+        record: &NewRecord,
+        pending_timeout_ms: i64,
+    ) -> Result<Claim, StoreError> {
+        let mut tx = self.begin().await?;
+        let claim = self::resilience::claim_key(&mut tx, record, pending_timeout_ms).await?;
+        if claim == Claim::Fresh {
+            self::jobs::insert_jobs_in(&mut tx, std::slice::from_ref(job)).await?;
+            self::jobs::notify_jobs(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(claim)
+    }
+
+    async fn claim_idempotency(
+        &self,
+        record: &NewRecord,
+        pending_timeout_ms: i64,
+    ) -> Result<Claim, StoreError> {
+        let mut tx = self.begin().await?;
+        let claim = self::resilience::claim_key(&mut tx, record, pending_timeout_ms).await?;
+        tx.commit().await?;
+        Ok(claim)
+    }
+
+    async fn complete_idempotency(
+        &self,
+        key: &str,
+        status: u16,
+        body: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        self::resilience::complete_key(&mut tx, key, status, body).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn release_idempotency(&self, key: &str) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        self::resilience::release_key(&mut tx, key).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn invalidate_idempotency(
+        &self,
+        registro_academico: &str,
+        codigo_periodo: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut tx = self.begin().await?;
+        let keys =
+            self::resilience::invalidate_keys(&mut tx, registro_academico, codigo_periodo).await?;
+        tx.commit().await?;
+        Ok(keys)
+    }
+
+    async fn delete_idempotency(&self, key: &str) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let deleted = self::resilience::delete_key(&mut tx, key).await?;
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    async fn idempotency_count(&self, now_ms: i64) -> Result<i64, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        self::resilience::count_keys(&mut conn, now_ms).await
+    }
+
+    async fn purge_idempotency(&self, now_ms: i64) -> Result<u64, StoreError> {
+        let mut tx = self.begin().await?;
+        let purged = self::resilience::purge_keys(&mut tx, now_ms).await?;
+        tx.commit().await?;
+        Ok(purged)
+    }
+
+    async fn saga_for_task(&self, task_id: &str) -> Result<Option<Saga>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        self::resilience::saga_of_task_unlocked(&mut conn, task_id).await
+    }
+
+    async fn saga(&self, saga_id: &str) -> Result<Option<Saga>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        self::resilience::saga_by_id_unlocked(&mut conn, saga_id).await
+    }
+
+    async fn save_saga(&self, saga: &Saga) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        self::resilience::update_saga(&mut tx, saga).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn finish_saga(
+        &self,
+        saga: &Saga,
+        withdraw: bool,
+        job: Option<JobWrite<'_>>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        if let Some(job) = &job
+            && !self::jobs::write_update(&mut tx, job.task_id, job.owner, job.update, job.now_ms)
+                .await?
+        {
+            return Ok(false);
+        }
+        let stored = self::resilience::saga_by_id(&mut tx, &saga.saga_id).await?;
+        if stored.is_some_and(|s| !s.status.is_finished()) {
+            if withdraw {
+                self::resilience::withdraw(&mut tx, saga).await?;
+            }
+            self::resilience::update_saga(&mut tx, saga).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn list_sagas(&self, query: &SagaQuery) -> Result<Vec<Saga>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        self::resilience::list_sagas(&mut conn, query).await
+    }
+
+    async fn stalled_sagas(&self, before_ms: i64, limit: i64) -> Result<Vec<Saga>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        self::resilience::stalled_sagas(&mut conn, before_ms, limit).await
+    }
+
+    async fn cleanup_sagas(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let mut tx = self.begin().await?;
+        let deleted = self::resilience::cleanup_sagas(&mut tx, before_ms).await?;
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    async fn saga_counts(&self) -> Result<SagaCounts, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        self::resilience::saga_counts(&mut conn).await
     }
 }
 

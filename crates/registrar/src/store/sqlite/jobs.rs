@@ -169,9 +169,12 @@ impl SqliteStore {
             .execute(&mut *tx)
             .await?;
 
-        let update = finish(&outcome);
-        if !write_update(&mut tx, task_id, owner, &update, now_ms).await? {
+        let write = finish(&outcome);
+        if !write_update(&mut tx, task_id, owner, &write.job, now_ms).await? {
             return Ok(None);
+        }
+        if let Some(saga) = &write.saga {
+            super::resilience::insert_saga(&mut tx, saga).await?;
         }
         tx.commit().await?;
         Ok(Some(outcome))

@@ -1,0 +1,216 @@
+//! `/api/v1/queue` monitoring and operator endpoints of the resilience features: the
+//! idempotency records and their cache, and the saga logs.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+
+use axum::Extension;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::HeaderMap;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::AppState;
+use super::admin::require_admin;
+use super::error::ApiError;
+use crate::clock;
+use crate::domain::error::FieldError;
+use crate::idempotency;
+use crate::saga::model::{SagaQuery, SagaStatus};
+
+/// The idempotency section of the monitoring endpoints: records in the database, and this
+/// process's replay hits and misses.
+pub async fn idempotency_stats(state: &AppState) -> Value {
+    let total = state.store.idempotency_count(clock::now_ms()).await;
+    let redis_connected = match &state.redis {
+        Some(redis) => redis.ping().await.is_ok(),
+        None => false,
+    };
+    let hits = state.idempotency.hits.load(Ordering::Relaxed);
+    let misses = state.idempotency.misses.load(Ordering::Relaxed);
+    let lookups = hits + misses;
+    let backend = if state.redis.is_some() {
+        "redis"
+    } else {
+        state.store.backend().as_str()
+    };
+    json!({
+        "backend": backend,
+        "store": state.store.backend().as_str(),
+        "memory_cache_size": 0,
+        "redis_connected": redis_connected,
+        "total_cached_operations": total.as_ref().ok(),
+        "hits": hits,
+        "misses": misses,
+        "cache_hits": state.idempotency.cache_hits.load(Ordering::Relaxed),
+        "hit_rate": (lookups > 0).then(|| hits as f64 / lookups as f64),
+        "default_ttl": state.config.idempotency_ttl_seconds,
+        "degraded": total.is_err() || (state.redis.is_some() && !redis_connected),
+    })
+}
+
+/// `GET /api/v1/queue/idempotency/cache`.
+pub async fn idempotency_cache(State(state): State<AppState>) -> axum::Json<Value> {
+    axum::Json(idempotency_stats(&state).await)
+}
+
+/// `DELETE /api/v1/queue/idempotency/cache/{key}`: drops one key, with or without the
+/// storage prefix, from the database and the Redis cache.
+pub async fn invalidate_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    Path(key): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    require_admin(&state, &headers, peer.as_ref().map(|Extension(p)| p))?;
+    let key = idempotency::strip_prefix(&key).to_owned();
+    let deleted = state.store.delete_idempotency(&key).await?;
+    if let Some(redis) = &state.redis
+        && let Err(e) = idempotency::cache_delete(redis, std::slice::from_ref(&key)).await
+    {
+        tracing::warn!(error = %e, "dropping the cached replay failed; it expires with its TTL");
+    }
+    tracing::info!(
+        audit = true,
+        event_type = "IDEMPOTENCY_INVALIDATED",
+        idempotency_key = %key,
+        deleted,
+        "idempotency key invalidated by an operator"
+    );
+    Ok(axum::Json(json!({
+        "message": if deleted { "Clave de idempotencia invalidada" } else { "La clave no existía" },
+        "key": key,
+        "invalidated": deleted,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SagaListQuery {
+    status: Option<String>,
+    limit: Option<String>,
+}
+
+fn bad_query(field: &str, message: &str, input: &str) -> ApiError {
+    ApiError::validation(vec![FieldError {
+        field: format!("query -> {field}"),
+        message: message.to_owned(),
+        kind: "value_error",
+        input: json!(input),
+    }])
+}
+
+/// `GET /api/v1/queue/sagas?status=&limit=`: an object keyed by saga id, newest first.
+pub async fn sagas(
+    State(state): State<AppState>,
+    Query(query): Query<SagaListQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let status = match query.status.as_deref() {
+        None | Some("") => None,
+        Some(text) => Some(SagaStatus::parse(text).ok_or_else(|| {
+            bad_query(
+                "status",
+                "must be one of pending, executing, completed, compensating, compensated, failed",
+                text,
+            )
+        })?),
+    };
+    let limit = match query.limit.as_deref() {
+        None | Some("") => 100,
+        Some(text) => text
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| bad_query("limit", "must be an integer from 1 to 1000", text))?,
+    };
+    let list = state.store.list_sagas(&SagaQuery { status, limit }).await?;
+    let map: Map<String, Value> = list
+        .iter()
+        .map(|saga| (saga.saga_id.clone(), saga.to_json()))
+        .collect();
+    Ok(axum::Json(Value::Object(map)))
+}
+
+/// The saga section of the statistics endpoints.
+pub async fn saga_stats(state: &AppState) -> Value {
+    match state.store.saga_counts().await {
+        Ok(counts) => {
+            let total: i64 = counts.by_status.iter().map(|(_, n)| n).sum();
+            let in_flight: i64 = counts
+                .by_status
+                .iter()
+                .filter(|(s, _)| SagaStatus::parse(s).is_some_and(|s| !s.is_finished()))
+                .map(|(_, n)| n)
+                .sum();
+            let distribution: Map<String, Value> = counts
+                .by_status
+                .iter()
+                .map(|(s, n)| (s.clone(), json!(n)))
+                .collect();
+            let oldest_hours = counts
+                .oldest_created_at
+                .map(|at| (clock::now_ms() - at).max(0) as f64 / 3_600_000.0)
+                .unwrap_or(0.0);
+            json!({
+                "total_active_sagas": total,
+                "status_distribution": distribution,
+                "oldest_saga_age_hours": oldest_hours,
+                "in_flight": in_flight,
+                "degraded": false,
+            })
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "reading saga statistics failed");
+            json!({
+                "total_active_sagas": null,
+                "status_distribution": {},
+                "oldest_saga_age_hours": null,
+                "in_flight": null,
+                "degraded": true,
+            })
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CleanupQuery {
+    max_age_hours: Option<String>,
+}
+
+/// `POST /api/v1/queue/sagas/cleanup?max_age_hours=24`: deletes finished sagas older than
+/// the age given.
+pub async fn cleanup_sagas(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    Query(query): Query<CleanupQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
+    require_admin(&state, &headers, peer.as_ref().map(|Extension(p)| p))?;
+    let hours = match query.max_age_hours.as_deref() {
+        None | Some("") => 24.0,
+        Some(text) => text
+            .parse::<f64>()
+            .ok()
+            .filter(|h| h.is_finite() && *h >= 0.0 && *h <= 24.0 * 3650.0)
+            .ok_or_else(|| {
+                bad_query(
+                    "max_age_hours",
+                    "must be a number of hours from 0 to 87600",
+                    text,
+                )
+            })?,
+    };
+    let before = clock::now_ms() - (hours * 3_600_000.0) as i64;
+    let deleted = state.store.cleanup_sagas(before).await?;
+    tracing::info!(
+        audit = true,
+        event_type = "SAGAS_CLEANED_UP",
+        deleted,
+        max_age_hours = hours,
+        "finished sagas deleted by an operator"
+    );
+    Ok(axum::Json(json!({
+        "message": format!("{deleted} saga(s) eliminada(s)"),
+        "cleaned_sagas": deleted,
+        "max_age_hours": hours,
+    })))
+}

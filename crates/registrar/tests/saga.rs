@@ -1,0 +1,255 @@
+//! The saga of each enrollment request against real billing and notification servers on
+//! 127.0.0.1: completion, compensation on a declined or unreachable fee, a compensation
+//! that keeps failing, and the same idempotency key on every retried call.
+
+mod common;
+
+use std::time::Duration;
+
+use common::participant::{Mode, Participant};
+use common::{TestApp, assert_invariants};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn app_with(billing: Option<&Participant>, notification: Option<&Participant>) -> TestApp {
+    let billing = billing.map(|p| p.base.clone());
+    let notification = notification.map(|p| p.base.clone());
+    TestApp::spawn_with(move |c| {
+        c.billing_url = billing;
+        c.notification_url = notification;
+        c.saga_step_attempts = 3;
+    })
+    .await
+}
+
+async fn sagas(app: &TestApp) -> Vec<Value> {
+    let (status, body) = app.get("/api/v1/queue/sagas").await;
+    assert_eq!(status, 200, "{body}");
+    body.as_object()
+        .expect("object")
+        .values()
+        .cloned()
+        .collect()
+}
+
+fn step<'a>(saga: &'a Value, name: &str) -> &'a Value {
+    saga["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no step {name} in {saga}"))
+}
+
+#[tokio::test]
+async fn a_saga_with_participants_completes_and_carries_the_ids() {
+    let billing = Participant::start(Mode::Accept).await;
+    let notification = Participant::start(Mode::Accept).await;
+    let app = app_with(Some(&billing), Some(&notification)).await;
+    let (status, _, text) = app
+        .post_with(
+            "/api/v1/queue/inscripciones/async",
+            &[("X-Correlation-ID", "corr_saga0001")],
+            &json!({ "registro_academico": "RA0001", "codigo_periodo": "2024-2", "grupos": ["G-ELC102-E"] }),
+        )
+        .await;
+    assert_eq!(status, 202, "{text}");
+    let task: Value = serde_json::from_str(&text).expect("json");
+    let done = app
+        .wait_terminal(&[task["task_id"].as_str().expect("id").to_owned()], WAIT)
+        .await;
+    assert_eq!(done[0]["result"]["status"], "SUCCESS", "{}", done[0]);
+
+    let list = sagas(&app).await;
+    assert_eq!(list.len(), 1);
+    let saga = &list[0];
+    assert_eq!(saga["status"], "completed", "{saga}");
+    assert_eq!(saga["correlation_id"], "corr_saga0001");
+    assert_eq!(step(saga, "assess_fee")["status"], "completed");
+    assert_eq!(step(saga, "send_confirmation")["status"], "completed");
+    let saga_id = saga["saga_id"].as_str().expect("saga_id");
+
+    let charges = billing.received_on("/charges");
+    assert_eq!(charges.len(), 1);
+    assert_eq!(
+        charges[0].idempotency_key.as_deref(),
+        Some(format!("{saga_id}:assess_fee").as_str())
+    );
+    assert_eq!(charges[0].correlation_id.as_deref(), Some("corr_saga0001"));
+    assert!(charges[0].request_id.is_some());
+    let notices = notification.received_on("/notifications");
+    assert_eq!(notices.len(), 1);
+    assert_eq!(notices[0].body["registro_academico"], "RA0001");
+    assert_eq!(app.seats("G-ELC102-E").await, 1);
+    assert_invariants(&app.db).await;
+}
+
+#[tokio::test]
+async fn a_declined_fee_withdraws_the_enrollment_and_frees_the_seats() {
+    let billing = Participant::start(Mode::Decline).await;
+    billing.set_mode_for("/charges/cancel", Mode::Accept);
+    let app = app_with(Some(&billing), None).await;
+    let done = app
+        .enroll("RA0002", "2024-2", &["G-ELC102-E", "G-ELC106-E"])
+        .await;
+    assert_eq!(done["status"], "SUCCESS");
+    assert_eq!(done["result"]["status"], "ERROR", "{done}");
+    assert_eq!(done["result"]["error_code"], "FEE_REJECTED");
+
+    assert_eq!(app.seats("G-ELC102-E").await, 0);
+    assert_eq!(app.seats("G-ELC106-E").await, 0);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM inscripcion WHERE registro_academico = 'RA0002'")
+            .await,
+        0
+    );
+    let list = sagas(&app).await;
+    let saga = &list[0];
+    assert_eq!(saga["status"], "compensated", "{saga}");
+    assert_eq!(saga["error_code"], "FEE_REJECTED");
+    assert_eq!(step(saga, "assess_fee")["status"], "compensated");
+    assert_eq!(step(saga, "create_inscription")["status"], "compensated");
+    let saga_id = saga["saga_id"].as_str().expect("saga_id");
+
+    let charges = billing.received_on("/charges");
+    let cancels = billing.received_on("/charges/cancel");
+    assert_eq!(charges.len(), 1, "one charge");
+    assert_eq!(cancels.len(), 1, "one cancel");
+    assert_eq!(
+        charges[0].idempotency_key.as_deref(),
+        Some(format!("{saga_id}:assess_fee").as_str())
+    );
+    assert_eq!(
+        cancels[0].idempotency_key.as_deref(),
+        Some(format!("{saga_id}:cancel_fee").as_str())
+    );
+    assert_invariants(&app.db).await;
+}
+
+#[tokio::test]
+async fn an_unreachable_billing_is_retried_with_one_key_then_compensated() {
+    let billing = Participant::start(Mode::Fail).await;
+    billing.set_mode_for("/charges/cancel", Mode::Accept);
+    let app = app_with(Some(&billing), None).await;
+    let done = app.enroll("RA0003", "2024-2", &["G-ELC106-E"]).await;
+    assert_eq!(
+        done["result"]["error_code"], "FEE_ASSESSMENT_FAILED",
+        "{done}"
+    );
+
+    let charges = billing.received_on("/charges");
+    assert_eq!(charges.len(), 3, "three attempts, as configured");
+    let keys: Vec<_> = charges.iter().map(|c| c.idempotency_key.clone()).collect();
+    assert!(
+        keys.iter().all(|k| k == &keys[0]),
+        "one key on every retry: {keys:?}"
+    );
+    assert_eq!(billing.received_on("/charges/cancel").len(), 1);
+    assert_eq!(app.seats("G-ELC106-E").await, 0);
+    let list = sagas(&app).await;
+    assert_eq!(list[0]["status"], "compensated");
+    assert_eq!(step(&list[0], "assess_fee")["retry_count"], 3);
+    assert_invariants(&app.db).await;
+}
+
+#[tokio::test]
+async fn a_failing_compensation_leaves_the_saga_failed_for_an_operator() {
+    let billing = Participant::start(Mode::Decline).await;
+    billing.set_mode_for("/charges/cancel", Mode::Fail);
+    let app = app_with(Some(&billing), None).await;
+    let done = app.enroll("RA0004", "2024-2", &["G-ELC102-E"]).await;
+    assert_eq!(
+        done["result"]["error_code"], "SAGA_COMPENSATION_FAILED",
+        "{done}"
+    );
+    let list = sagas(&app).await;
+    assert_eq!(list[0]["status"], "failed", "never marked compensated");
+    assert_eq!(billing.received_on("/charges/cancel").len(), 3);
+    let (status, failed) = app.get("/api/v1/queue/sagas?status=failed").await;
+    assert_eq!(status, 200);
+    assert_eq!(failed.as_object().expect("object").len(), 1);
+    // The enrollment stays, consistent, until an operator settles the fee.
+    assert_eq!(app.seats("G-ELC102-E").await, 1);
+    assert_invariants(&app.db).await;
+}
+
+#[tokio::test]
+async fn a_failed_notification_does_not_fail_the_saga() {
+    let notification = Participant::start(Mode::Fail).await;
+    let app = app_with(None, Some(&notification)).await;
+    let done = app.enroll("RA0005", "2024-2", &["G-ELC102-E"]).await;
+    assert_eq!(done["result"]["status"], "SUCCESS", "{done}");
+    let list = sagas(&app).await;
+    assert_eq!(list[0]["status"], "completed");
+    assert_eq!(step(&list[0], "assess_fee")["status"], "skipped");
+    assert_eq!(step(&list[0], "send_confirmation")["status"], "failed");
+    assert_eq!(app.seats("G-ELC102-E").await, 1);
+}
+
+#[tokio::test]
+async fn without_participants_the_steps_are_skipped_and_rejections_are_logged() {
+    let app = app_with(None, None).await;
+    let done = app.enroll("RA0006", "2024-2", &["G-ELC102-E"]).await;
+    assert_eq!(done["result"]["status"], "SUCCESS");
+    let rejected = app.enroll("BLQ001", "2024-2", &["G-ELC102-E"]).await;
+    assert_eq!(rejected["result"]["status"], "ERROR");
+
+    let (_, completed) = app.get("/api/v1/queue/sagas?status=completed").await;
+    let completed: Vec<&Value> = completed.as_object().expect("object").values().collect();
+    assert_eq!(completed.len(), 1);
+    assert_eq!(step(completed[0], "assess_fee")["status"], "skipped");
+    assert_eq!(
+        step(completed[0], "commit_grupo_inscriptions")["status"],
+        "completed"
+    );
+    let (_, compensated) = app.get("/api/v1/queue/sagas?status=compensated").await;
+    let compensated: Vec<&Value> = compensated.as_object().expect("object").values().collect();
+    assert_eq!(compensated.len(), 1);
+    assert_eq!(compensated[0]["error_code"], "ESTUDIANTE_BLOQUEADO");
+    assert_eq!(
+        step(compensated[0], "validate_student_and_period")["status"],
+        "failed"
+    );
+
+    let (status, bad) = app.get("/api/v1/queue/sagas?status=lost").await;
+    assert_eq!(status, 422, "{bad}");
+    let (status, cleaned) = app
+        .post("/api/v1/queue/sagas/cleanup?max_age_hours=0", &json!({}))
+        .await;
+    assert_eq!(status, 200, "{cleaned}");
+    assert_eq!(cleaned["cleaned_sagas"], 2);
+    assert!(sagas(&app).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_declined_fee_on_the_synchronous_path_answers_402_and_enrolls_nothing() {
+    let billing = Participant::start(Mode::Decline).await;
+    billing.set_mode_for("/charges/cancel", Mode::Accept);
+    let app = app_with(Some(&billing), None).await;
+    let (status, body) = app
+        .post(
+            "/api/v1/inscripciones/sync",
+            &json!({ "registro_academico": "RA0007", "codigo_periodo": "2024-2", "grupos": ["G-ELC106-E"] }),
+        )
+        .await;
+    assert_eq!(status, 402, "{body}");
+    assert_eq!(body["error_code"], "FEE_REJECTED");
+    assert_eq!(app.seats("G-ELC106-E").await, 0);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM inscripcion WHERE registro_academico = 'RA0007'")
+            .await,
+        0
+    );
+    // The key was released with the error, so an accepted retry enrolls.
+    billing.set_mode(Mode::Accept);
+    let (status, body) = app
+        .post(
+            "/api/v1/inscripciones/sync",
+            &json!({ "registro_academico": "RA0007", "codigo_periodo": "2024-2", "grupos": ["G-ELC106-E"] }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(app.seats("G-ELC106-E").await, 1);
+    assert_invariants(&app.db).await;
+}

@@ -7,6 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::participant::{Mode, Participant};
+use common::process::WorkerProcess;
 use common::{TestApp, assert_invariants};
 use serde_json::{Value, json};
 
@@ -251,5 +252,56 @@ async fn a_declined_fee_on_the_synchronous_path_answers_402_and_enrolls_nothing(
         .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(app.seats("G-ELC106-E").await, 1);
+    assert_invariants(&app.db).await;
+}
+
+#[tokio::test]
+async fn a_worker_killed_between_the_enrollment_and_the_fee_is_compensated_after_restart() {
+    let billing = Participant::start(Mode::Hang).await;
+    let db = common::fresh_db().await;
+    let mut config = common::test_config(&db);
+    config.billing_url = Some(billing.base.clone());
+    // The API process runs no workers: the worker processes below do.
+    let app = TestApp::start(db.clone(), config, false).await;
+    let env = [
+        ("BILLING_URL", billing.base.as_str()),
+        ("SAGA_STEP_ATTEMPTS", "3"),
+    ];
+    let mut first = WorkerProcess::spawn(&db, &env);
+
+    let queued = app.enqueue("RA0008", "2024-2", &["G-ELC102-E"]).await;
+    let task_id = queued["main_task_id"].as_str().expect("id").to_owned();
+    // The charge is in flight: the enrollment has committed and the saga waits on billing.
+    billing.wait_for("/charges", 1, WAIT).await;
+    first.kill();
+    assert_eq!(app.seats("G-ELC102-E").await, 1, "the enrollment committed");
+    let list = sagas(&app).await;
+    assert_eq!(list[0]["status"], "executing", "{}", list[0]);
+
+    billing.set_mode(Mode::Decline);
+    billing.set_mode_for("/charges/cancel", Mode::Accept);
+    let _second = WorkerProcess::spawn(&db, &env);
+    let done = app.wait_terminal(&[task_id], WAIT).await;
+    assert_eq!(
+        done[0]["result"]["error_code"], "FEE_REJECTED",
+        "{}",
+        done[0]
+    );
+
+    let charges = billing.received_on("/charges");
+    assert_eq!(charges.len(), 2, "the resumed saga asked again");
+    assert_eq!(
+        charges[0].idempotency_key, charges[1].idempotency_key,
+        "with the same key"
+    );
+    assert_eq!(billing.received_on("/charges/cancel").len(), 1);
+    assert_eq!(app.seats("G-ELC102-E").await, 0);
+    let list = sagas(&app).await;
+    assert_eq!(list[0]["status"], "compensated");
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM inscripcion WHERE registro_academico = 'RA0008'")
+            .await,
+        0
+    );
     assert_invariants(&app.db).await;
 }

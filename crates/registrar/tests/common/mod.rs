@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod participant;
+pub mod process;
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};

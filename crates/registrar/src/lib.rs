@@ -9,6 +9,7 @@ pub mod domain;
 pub mod http;
 pub mod import;
 pub mod jobs;
+pub mod resilience;
 pub mod seed;
 pub mod shared_state;
 pub mod store;

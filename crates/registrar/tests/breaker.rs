@@ -43,7 +43,7 @@ fn config(failures: u32, recovery: Duration, successes: u32, permits: u32) -> Br
     }
 }
 
-/// A registry with one breaker named `dep` on the in-process backend.
+/// Builds a registry with one breaker named `dep` on the in-process backend.
 fn memory(config: BreakerConfig) -> (Breaker, Arc<ManualClock>, Log, Breakers) {
     let clock = Arc::new(ManualClock(AtomicI64::new(1_700_000_000_000)));
     let log: Log = Arc::default();
@@ -188,6 +188,8 @@ async fn memory_open_fails_fast_without_calling() {
         assert_eq!(name, "dep");
         assert_eq!(retry_after, Duration::from_secs(30));
     }
+    let rejected = breaker.try_acquire().await.map(|_| ()).expect_err("open");
+    assert_eq!(rejected.retry_after_seconds(), 30);
 
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 }
@@ -720,7 +722,7 @@ impl Drop for RedisServer {
 
 async fn wait_for_stats(
     breakers: &Breakers,
-    what: &str,
+    condition: &str,
     check: impl Fn(&registrar::resilience::breaker::BreakerStats) -> bool,
 ) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -729,7 +731,10 @@ async fn wait_for_stats(
         if check(&stats) {
             return;
         }
-        assert!(Instant::now() < deadline, "{what} within 10 s: {stats:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{condition} within 10 s: {stats:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -779,4 +784,59 @@ async fn redis_outage_falls_back_to_memory() {
 
     let _restarted = RedisServer::start(port).expect("restart redis-server");
     wait_for_stats(&breakers, "Redis reachable again", |s| !s.degraded).await;
+}
+
+#[tokio::test]
+async fn redis_dropped_probe_frees_slot() {
+    let Some(url) = test_redis_url() else { return };
+    let pair = Pair::new(
+        &url,
+        config(2, Duration::from_millis(200), 2, 1),
+        Duration::from_secs(1),
+    );
+    let recovered_at = pair.open_through_a().await;
+    tokio::time::sleep_until(recovered_at.into()).await;
+    let probe = pair.a().try_acquire().await.expect("probe");
+    assert!(probe.is_probe());
+    assert!(pair.b().try_acquire().await.is_err(), "one slot");
+
+    drop(probe);
+
+    // The lease is 7 s, so a slot free within 3 s was released by the drop.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        if pair.b().try_acquire().await.is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "slot not released within 3 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    pair.cleanup().await;
+}
+
+#[tokio::test]
+async fn redis_lost_probe_slot_expires() {
+    let Some(url) = test_redis_url() else { return };
+    let mut settings = config(2, Duration::from_millis(200), 2, 1);
+    settings.call_timeout = Duration::from_millis(100);
+    let pair = Pair::new(&url, settings, Duration::from_secs(1));
+    let recovered_at = pair.open_through_a().await;
+    tokio::time::sleep_until(recovered_at.into()).await;
+
+    // A probe whose process died: its permit never reports and never releases.
+    std::mem::forget(pair.a().try_acquire().await.expect("probe"));
+    let admitted_at = Instant::now();
+    assert!(pair.b().try_acquire().await.is_err(), "slot still held");
+    let lease = settings.call_timeout + registrar::resilience::breaker::PROBE_LEASE_MARGIN;
+    tokio::time::sleep_until((admitted_at + lease + Duration::from_millis(20)).into()).await;
+
+    let probe = pair
+        .b()
+        .try_acquire()
+        .await
+        .expect("slot released after the lease");
+    assert!(probe.is_probe());
+    probe.success().await;
+    assert_eq!(pair.a.stats("dep").await.unwrap().consecutive_successes, 1);
+    pair.cleanup().await;
 }

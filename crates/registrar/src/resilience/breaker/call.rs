@@ -21,8 +21,8 @@ struct Inner {
     config: BreakerConfig,
     shared: Arc<Shared>,
     /// The state with the memory backend, and the fallback state while Redis is
-    /// unreachable. Transitions are reported while this lock is held, so the hook sees one
-    /// breaker's in-process transitions in order. The `cache` lock is never taken inside it.
+    /// unreachable. Transitions are reported while this lock is held, so the hook receives
+    /// one breaker's in-process transitions in order. The `cache` lock is never taken inside it.
     machine: Mutex<Machine>,
     /// Redis backend only.
     cache: Mutex<LocalCache>,
@@ -35,7 +35,7 @@ struct LocalCache {
     pending: PendingSuccesses,
 }
 
-/// Which state admitted a call, and so where its outcome goes.
+/// The state that admitted a call, which decides where its outcome goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Source {
     Memory,
@@ -80,8 +80,8 @@ impl Breaker {
     }
 
     /// Runs `call` like [`Breaker::call`], but counts an `Err` as a failure only when
-    /// `is_failure` returns true. Other errors show the dependency answered, so they count
-    /// as successes: a billing service that declines a charge is up.
+    /// `is_failure` returns true. Other errors show that the dependency responded, so they
+    /// count as successes: a billing service that declines a charge is up.
     pub async fn call_classified<T, E>(
         &self,
         call: impl Future<Output = Result<T, E>>,

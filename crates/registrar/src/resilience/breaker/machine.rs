@@ -41,7 +41,7 @@ impl fmt::Display for BreakerState {
     }
 }
 
-/// Why a breaker changed state.
+/// The cause of a state change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TransitionReason {
@@ -98,7 +98,7 @@ pub struct Transition {
     pub reason: TransitionReason,
 }
 
-/// What an admitted call holds until it reports its outcome.
+/// The claim an admitted call keeps until it reports its outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Ticket {
     /// A call admitted in `closed`. Its outcome changes the consecutive counters only while

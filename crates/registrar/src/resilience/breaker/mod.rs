@@ -70,6 +70,13 @@ pub enum BreakerError<E> {
     Inner(E),
 }
 
+impl Rejected {
+    /// Returns `retry_after` in whole seconds, rounded up, for a `Retry-After` header.
+    pub fn retry_after_seconds(&self) -> u64 {
+        self.retry_after.as_millis().div_ceil(1000) as u64
+    }
+}
+
 impl<E> From<Rejected> for BreakerError<E> {
     fn from(rejected: Rejected) -> Self {
         Self::Open {
@@ -79,7 +86,7 @@ impl<E> From<Rejected> for BreakerError<E> {
     }
 }
 
-/// Where a breaker's state lives.
+/// The storage of breaker state: Redis, or the memory of this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Backend {

@@ -35,6 +35,8 @@ pub(crate) struct PendingSuccesses {
     /// Epoch milliseconds on this process's clock; -1 when `count` is 0.
     pub last_ms: i64,
 }
+// NOTE: a reset on another instance does not discard these, so up to one cache interval of
+// this instance's successes from before the reset can appear in the totals after it.
 
 pub(crate) enum Decision {
     Admitted { probe_token: Option<String> },

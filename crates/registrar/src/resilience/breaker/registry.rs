@@ -23,7 +23,9 @@ pub const DEFAULT_KEY_PREFIX: &str = "circuit_breaker:";
 /// trying Redis again, so an outage does not add a Redis timeout to every call.
 pub const REDIS_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Called with every transition made by this process, after the state changed.
+/// Called with every transition made by this process, after the state changed. It runs on
+/// the calling task, inside the breaker's lock for in-process transitions, so it must return
+/// quickly: hand audit events to a channel or a spawned task rather than writing them here.
 pub type TransitionHook = Arc<dyn Fn(&Transition) + Send + Sync>;
 
 /// Wall clock of the in-process backend, in epoch milliseconds. Tests inject their own to
@@ -222,9 +224,10 @@ impl BreakersBuilder {
         )
     }
 
-    /// Keeps the state in Redis, shared with every instance that uses the same Redis.
-    pub fn redis(mut self, handle: RedisHandle) -> Self {
-        self.redis = Some(handle);
+    /// Keeps the state in Redis, shared with every instance that uses the same Redis. `None`
+    /// keeps it in the process.
+    pub fn redis(mut self, handle: impl Into<Option<RedisHandle>>) -> Self {
+        self.redis = handle.into();
         self
     }
 

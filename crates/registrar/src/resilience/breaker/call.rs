@@ -195,7 +195,7 @@ impl Breaker {
 
         // Successes admitted before the reset must not count after it.
         self.take_pending();
-        lock(&self.inner.machine).reset();
+        let fallback_change = lock(&self.inner.machine).reset();
         let sent_at = Instant::now();
         let none = PendingSuccesses::default();
         match store
@@ -208,6 +208,10 @@ impl Breaker {
             }
             Err(error) => {
                 self.inner.shared.mark_redis_down(&self.inner.name, &error);
+                if let Some(change) = fallback_change {
+                    let now_ms = self.inner.shared.clock.now_ms();
+                    self.inner.shared.report(&self.inner.name, change, now_ms);
+                }
                 self.build_stats(&lock(&self.inner.machine).snapshot().clone(), true)
             }
         }
@@ -323,6 +327,7 @@ impl Breaker {
     /// request sent before the cached one is older, so it does not replace it. Requests on
     /// the shared connection run in the order they were sent.
     fn absorb(&self, reply: &Reply, sent_at: Instant) {
+        self.inner.shared.mark_redis_up(&self.inner.name);
         {
             let mut cache = lock(&self.inner.cache);
             let newer = cache

@@ -29,6 +29,8 @@ pub(crate) enum Op<'a> {
 }
 
 /// Successes of calls admitted from the local cache, not yet added to the shared totals.
+/// They add to the totals only and do not reset `consecutive_failures`, because their order
+/// relative to failures recorded by other instances is unknown.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct PendingSuccesses {
     pub count: u64,

@@ -1,7 +1,7 @@
 //! The set of named breakers a process uses, and what they share: the backend, the clock,
 //! the instance id and the transition hook.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -50,6 +50,8 @@ pub(crate) struct Shared {
     pub redis: Option<RedisStore>,
     pub cache_ttl: Duration,
     redis_down_until: Mutex<Option<Instant>>,
+    /// Set by a failed Redis call and cleared by the next successful one, to log recovery.
+    redis_failed: AtomicBool,
     next_token: AtomicU64,
 }
 
@@ -72,6 +74,7 @@ impl Shared {
 
     /// Switches every breaker to in-process state for `REDIS_RETRY_INTERVAL`.
     pub fn mark_redis_down(&self, breaker: &str, error: &redis::RedisError) {
+        self.redis_failed.store(true, Ordering::Relaxed);
         let mut down_until = self.redis_down_until.lock().expect("redis_down_until lock");
         let already_down = down_until.is_some_and(|until| Instant::now() < until);
         *down_until = Some(Instant::now() + REDIS_RETRY_INTERVAL);
@@ -82,6 +85,17 @@ impl Shared {
                 error = %error,
                 retry_in_ms = REDIS_RETRY_INTERVAL.as_millis() as u64,
                 "circuit breaker state unavailable in Redis; using in-process state"
+            );
+        }
+    }
+
+    /// Logs the first successful Redis call after a failed one.
+    pub fn mark_redis_up(&self, breaker: &str) {
+        if self.redis_failed.swap(false, Ordering::Relaxed) {
+            tracing::info!(
+                breaker,
+                instance_id = %self.instance_id,
+                "circuit breaker state reachable in Redis again; using shared state"
             );
         }
     }
@@ -278,6 +292,7 @@ impl BreakersBuilder {
                 .map(|handle| RedisStore::new(handle, self.key_prefix)),
             cache_ttl: self.cache_ttl,
             redis_down_until: Mutex::new(None),
+            redis_failed: AtomicBool::new(false),
             next_token: AtomicU64::new(0),
         });
         let breakers = self

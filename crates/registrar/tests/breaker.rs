@@ -840,3 +840,63 @@ async fn redis_lost_probe_slot_expires() {
     assert_eq!(pair.a.stats("dep").await.unwrap().consecutive_successes, 1);
     pair.cleanup().await;
 }
+
+/// Returns how many times Redis ran EVALSHA since its statistics were last reset.
+async fn evalsha_calls(redis: &RedisHandle) -> u64 {
+    let mut connection = redis.connection();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut connection)
+        .await
+        .expect("INFO commandstats");
+    info.lines()
+        .find_map(|line| line.strip_prefix("cmdstat_evalsha:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |calls| calls.parse().expect("numeric calls"))
+}
+
+#[tokio::test]
+async fn redis_closed_fast_path_skips_round_trips() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("free port")
+        .port();
+    let Some(server) = RedisServer::start(port) else {
+        eprintln!("skipped: redis-server is not installed");
+        return;
+    };
+    let redis = redis_handle(&format!("redis://127.0.0.1:{}", server.port));
+    let breakers = Breakers::builder("instance-a")
+        .breaker("dep", config(2, Duration::from_secs(30), 2, 1))
+        .redis(redis.clone())
+        .cache_ttl(Duration::from_secs(60))
+        .build()
+        .expect("valid breakers");
+    let breaker = breakers.get("dep").expect("dep");
+    wait_for_stats(&breakers, "Redis reachable", |s| !s.degraded).await;
+    let mut connection = redis.connection();
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut connection)
+        .await
+        .expect("CONFIG RESETSTAT");
+
+    for _ in 0..1000 {
+        succeed(&breaker).await.expect("closed");
+    }
+    assert_eq!(evalsha_calls(&redis).await, 0, "successes stay local");
+
+    fail(&breaker).await;
+    assert_eq!(evalsha_calls(&redis).await, 1, "a failure goes to Redis");
+    succeed(&breaker).await.expect("closed");
+    let after_failure = evalsha_calls(&redis).await;
+    assert_eq!(
+        after_failure, 3,
+        "after a failure, admission and outcome go to Redis"
+    );
+
+    let stats = breakers.stats("dep").await.expect("dep");
+    assert_eq!(stats.success_count, 1001);
+    assert_eq!(stats.failure_count, 1);
+    assert_eq!(stats.consecutive_failures, 0);
+}

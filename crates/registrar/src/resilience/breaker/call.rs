@@ -1,4 +1,4 @@
-//! One breaker and the permit an admitted call holds until it reports its outcome.
+//! One breaker: admission, outcomes, stats and reset on either backend.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::config::BreakerConfig;
 use super::machine::{Admission, BreakerState, Machine, Outcome, Snapshot, Ticket};
+use super::permit::{Permit, Source};
 use super::redis_store::{Decision, Op, PendingSuccesses, Reply};
 use super::registry::Shared;
 use super::{BreakerError, BreakerStats, Rejected};
@@ -33,15 +34,6 @@ struct LocalCache {
     /// The last state read from Redis, with the time the request that read it was sent.
     snapshot: Option<(Snapshot, Instant)>,
     pending: PendingSuccesses,
-}
-
-/// The state that admitted a call, which decides where its outcome goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Source {
-    Memory,
-    /// Admitted from the local copy of a closed breaker's Redis state.
-    Cache,
-    Redis,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -241,7 +233,7 @@ impl Breaker {
         }
     }
 
-    async fn finish(&self, ticket: Ticket, source: Source, outcome: Outcome) {
+    pub(super) async fn finish(&self, ticket: Ticket, source: Source, outcome: Outcome) {
         if source == Source::Memory {
             self.record_in_process(&ticket, outcome);
             return;
@@ -280,7 +272,7 @@ impl Breaker {
 
     /// Frees the probe slot of a permit dropped without an outcome. With Redis this runs in
     /// a spawned task; if it cannot run, the slot expires after the probe lease.
-    fn abandon(&self, ticket: Ticket, source: Source) {
+    pub(super) fn abandon(&self, ticket: Ticket, source: Source) {
         let Ticket::Probe { token } = ticket else {
             return;
         };
@@ -356,11 +348,7 @@ impl Breaker {
     }
 
     fn permit(&self, ticket: Ticket, source: Source) -> Permit {
-        Permit {
-            breaker: self.clone(),
-            ticket: Some(ticket),
-            source,
-        }
+        Permit::new(self.clone(), ticket, source)
     }
 
     fn rejected(&self, retry_after_ms: i64) -> Rejected {
@@ -386,52 +374,6 @@ impl Breaker {
             backend: self.inner.shared.backend(),
             instance_id: self.inner.shared.instance_id.clone(),
             degraded,
-        }
-    }
-}
-
-/// Permission to make one call. Report its outcome with [`Permit::success`] or
-/// [`Permit::failure`]; dropping it reports nothing and frees a probe slot.
-pub struct Permit {
-    breaker: Breaker,
-    /// `None` once the outcome is reported.
-    ticket: Option<Ticket>,
-    source: Source,
-}
-
-impl Permit {
-    /// True for a half-open probe, whose outcome decides whether the breaker closes.
-    pub fn is_probe(&self) -> bool {
-        matches!(self.ticket, Some(Ticket::Probe { .. }))
-    }
-
-    /// The deadline the caller should apply to the call. Report a call that exceeds it as a
-    /// failure.
-    pub fn call_timeout(&self) -> Duration {
-        self.breaker.inner.config.call_timeout
-    }
-
-    pub async fn success(mut self) {
-        if let Some(ticket) = self.ticket.take() {
-            self.breaker
-                .finish(ticket, self.source, Outcome::Success)
-                .await;
-        }
-    }
-
-    pub async fn failure(mut self) {
-        if let Some(ticket) = self.ticket.take() {
-            self.breaker
-                .finish(ticket, self.source, Outcome::Failure)
-                .await;
-        }
-    }
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        if let Some(ticket) = self.ticket.take() {
-            self.breaker.abandon(ticket, self.source);
         }
     }
 }

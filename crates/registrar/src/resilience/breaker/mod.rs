@@ -29,6 +29,7 @@
 mod call;
 mod config;
 mod machine;
+mod permit;
 mod redis_store;
 mod registry;
 
@@ -36,9 +37,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use call::{Breaker, Permit};
+pub use call::Breaker;
 pub use config::{BreakerConfig, ConfigReport, DEFAULT_BREAKERS, PROBE_LEASE_MARGIN};
 pub use machine::{BreakerState, Transition, TransitionReason};
+pub use permit::Permit;
 pub use registry::{
     BreakerClock, Breakers, BreakersBuilder, DEFAULT_CACHE_TTL, DEFAULT_KEY_PREFIX,
     InvalidBreakers, REDIS_RETRY_INTERVAL, SystemClock, TransitionHook,

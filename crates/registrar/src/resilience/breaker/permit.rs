@@ -15,7 +15,8 @@ pub(super) enum Source {
 }
 
 /// Permission to make one call. Report its outcome with [`Permit::success`] or
-/// [`Permit::failure`]; dropping it reports nothing and frees a probe slot.
+/// [`Permit::failure`]. Dropping it without an outcome frees its probe slot and counts as
+/// neither.
 pub struct Permit {
     breaker: Breaker,
     /// `None` once the outcome is reported.

@@ -439,7 +439,7 @@ struct Pair {
     b: Breakers,
     log_a: Log,
     log_b: Log,
-    redis: RedisHandle,
+    url: String,
     prefix: String,
 }
 
@@ -464,7 +464,7 @@ impl Pair {
             b: registry("instance-b", &log_b),
             log_a,
             log_b,
-            redis,
+            url: url.to_owned(),
             prefix,
         }
     }
@@ -478,18 +478,26 @@ impl Pair {
     }
 
     /// Opens the breaker through `a` and returns a time by which the recovery timeout has
-    /// certainly passed on the Redis clock.
+    /// passed on the Redis clock, which is this host's wall clock.
     async fn open_through_a(&self) -> Instant {
         open(&self.a()).await;
         Instant::now() + self.a().config().recovery_timeout + Duration::from_millis(20)
     }
+}
 
-    async fn cleanup(&self) {
-        let mut connection = self.redis.connection();
-        let _: Result<(), _> = redis::cmd("DEL")
-            .arg(format!("{}dep", self.prefix))
-            .query_async(&mut connection)
-            .await;
+impl Drop for Pair {
+    /// Deletes the test's key, also after a failed assertion.
+    fn drop(&mut self) {
+        let deleted = redis::Client::open(self.url.as_str())
+            .and_then(|client| client.get_connection())
+            .and_then(|mut connection| {
+                redis::cmd("DEL")
+                    .arg(format!("{}dep", self.prefix))
+                    .query::<()>(&mut connection)
+            });
+        if let Err(error) = deleted {
+            eprintln!("could not delete the test key {}dep: {error}", self.prefix);
+        }
     }
 }
 
@@ -525,7 +533,6 @@ async fn redis_instances_share_state() {
     assert!(!stats.degraded);
     assert_eq!(steps(&pair.log_a).len(), 1, "a made the transition");
     assert!(steps(&pair.log_b).is_empty(), "b only observed it");
-    pair.cleanup().await;
 }
 
 async fn redis_half_open_admits(permits: u32) {
@@ -545,7 +552,6 @@ async fn redis_half_open_admits(permits: u32) {
     let stats = pair.a.stats("dep").await.expect("dep");
     assert_eq!(stats.state, BreakerState::HalfOpen);
     assert_eq!(stats.consecutive_successes, permits);
-    pair.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -599,7 +605,6 @@ async fn redis_probes_close_and_failed_probe_reopens() {
         assert!(all.contains(&step), "{step:?} missing from {all:?}");
     }
     assert_eq!(all.len(), 5, "{all:?}");
-    pair.cleanup().await;
 }
 
 #[tokio::test]
@@ -628,7 +633,6 @@ async fn redis_reset_seen_by_other_instance() {
             TransitionReason::Reset
         )]
     );
-    pair.cleanup().await;
 }
 
 #[tokio::test]
@@ -664,7 +668,6 @@ async fn redis_cache_bounds_admission_after_open() {
             "a call started {started_after:?} after the open was admitted"
         );
     }
-    pair.cleanup().await;
 }
 
 #[tokio::test]
@@ -687,7 +690,6 @@ async fn redis_successes_from_cache_reach_shared_totals() {
     );
     let other = pair.a.stats("dep").await.expect("dep");
     assert_eq!(other.success_count, 20);
-    pair.cleanup().await;
 }
 
 /// A private `redis-server` on a free loopback port, killed when dropped.
@@ -812,7 +814,6 @@ async fn redis_dropped_probe_frees_slot() {
         assert!(Instant::now() < deadline, "slot not released within 3 s");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    pair.cleanup().await;
 }
 
 #[tokio::test]
@@ -839,7 +840,6 @@ async fn redis_lost_probe_slot_expires() {
     assert!(probe.is_probe());
     probe.success().await;
     assert_eq!(pair.a.stats("dep").await.unwrap().consecutive_successes, 1);
-    pair.cleanup().await;
 }
 
 /// Returns how many times Redis ran EVALSHA since its statistics were last reset.

@@ -315,9 +315,10 @@ impl Breaker {
         })
     }
 
-    /// Stores the state a Redis call returned and reports its transition. A reply to a
-    /// request sent before the cached one is older, so it does not replace it. Requests on
-    /// the shared connection run in the order they were sent.
+    /// Stores the state a Redis call returned and reports its transition. The copy is dated
+    /// by when its request was sent, which is before Redis read the state, so the cache never
+    /// trusts a state for longer than the interval. A reply to an earlier request does not
+    /// replace a later one.
     fn absorb(&self, reply: &Reply, sent_at: Instant) {
         self.inner.shared.mark_redis_up(&self.inner.name);
         {

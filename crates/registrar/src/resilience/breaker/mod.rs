@@ -9,6 +9,8 @@
 //! State lives in the process, or in Redis when the registry has a [`RedisHandle`], so every
 //! instance agrees. With Redis, a closed breaker with no recent failure admits calls from a
 //! local copy of its state for at most the cache interval, to save a round trip per call.
+//! The Redis backend measures time with Redis TIME, so instances with skewed clocks agree on
+//! when the recovery timeout has passed.
 //!
 //! ```no_run
 //! # async fn example(redis: registrar::shared_state::RedisHandle) -> anyhow::Result<()> {

@@ -10,6 +10,7 @@ pub mod http;
 pub mod idempotency;
 pub mod import;
 pub mod jobs;
+pub mod resilience;
 pub mod saga;
 pub mod seed;
 pub mod shared_state;

@@ -6,8 +6,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::config::{Config, redact_url};
+use crate::config::{Config, parse_breaker_overrides, redact_url};
 use crate::jobs::worker::{self, WorkerSettings, Workers};
+use crate::resilience::breaker::{BreakerConfig, Breakers, DEFAULT_BREAKERS, InvalidBreakers};
 use crate::saga::participants::Participants;
 use crate::saga::runner::SagaRunner;
 use crate::seed::demo_catalog;
@@ -72,8 +73,62 @@ pub fn worker_settings(config: &Config) -> WorkerSettings {
     }
 }
 
+/// Builds the process's circuit breakers: the defaults, with `CIRCUIT_BREAKERS` overrides,
+/// in Redis when it is configured. Every transition is logged as an audit event.
+pub fn build_breakers(
+    config: &Config,
+    redis: Option<RedisHandle>,
+) -> Result<Breakers, InvalidBreakers> {
+    let mut configs: Vec<(String, BreakerConfig)> = DEFAULT_BREAKERS
+        .iter()
+        .map(|(name, c)| ((*name).to_owned(), *c))
+        .collect();
+    for (name, pairs) in parse_breaker_overrides(&config.circuit_breakers).unwrap_or_default() {
+        let Some(entry) = configs.iter_mut().find(|(n, _)| *n == name) else {
+            return Err(InvalidBreakers {
+                breaker: name,
+                reason: format!(
+                    "no such breaker; CIRCUIT_BREAKERS may name {}",
+                    DEFAULT_BREAKERS.map(|(n, _)| n).join(", ")
+                ),
+            });
+        };
+        for (key, value) in pairs {
+            let c = &mut entry.1;
+            match key.as_str() {
+                "failure_threshold" => c.failure_threshold = value as u32,
+                "success_threshold" => c.success_threshold = value as u32,
+                "half_open_permits" => c.half_open_permits = value as u32,
+                "recovery_timeout" => c.recovery_timeout = Duration::from_secs_f64(value),
+                _ => c.call_timeout = Duration::from_secs_f64(value),
+            }
+        }
+    }
+    let instance_id = format!(
+        "{}-{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| format!("pid{}", std::process::id())),
+        uuid::Uuid::now_v7().simple()
+    );
+    Breakers::builder(instance_id)
+        .breakers(configs)
+        .redis(redis)
+        .key_prefix(format!("{}circuit_breaker:", config.redis_key_prefix))
+        .on_transition(|t| {
+            tracing::info!(
+                audit = true,
+                event_type = "CIRCUIT_BREAKER_STATE_CHANGED",
+                circuit_breaker = %t.breaker,
+                from = t.from.as_str(),
+                to = t.to.as_str(),
+                reason = t.reason.as_str(),
+                "circuit breaker state changed"
+            );
+        })
+        .build()
+}
+
 /// Builds the saga runner with the participants that the configuration names.
-pub fn saga_runner(store: Arc<dyn Store>, config: &Config) -> SagaRunner {
+pub fn saga_runner(store: Arc<dyn Store>, config: &Config, breakers: Breakers) -> SagaRunner {
     let participants = Participants::new(
         config.billing_url.clone(),
         config.notification_url.clone(),
@@ -82,6 +137,7 @@ pub fn saga_runner(store: Arc<dyn Store>, config: &Config) -> SagaRunner {
     SagaRunner::new(
         store,
         participants,
+        breakers,
         config.saga_step_attempts,
         Duration::from_secs_f64(config.task_retry_delay.min(1.0)),
         Duration::from_secs_f64(config.task_retry_backoff_max.min(30.0)),
@@ -93,13 +149,14 @@ pub fn saga_runner(store: Arc<dyn Store>, config: &Config) -> SagaRunner {
 pub fn start_workers(
     store: Arc<dyn Store>,
     config: &Config,
+    breakers: Breakers,
     shutdown: CancellationToken,
 ) -> (Arc<Workers>, tokio::task::JoinHandle<()>) {
     let ttl_ms = config.result_ttl_seconds as i64 * 1000;
     let saga_ttl_ms = config.saga_ttl_hours as i64 * 3_600_000;
     // A synchronous request's saga untouched for this long lost its process.
     let stalled_after = Duration::from_secs(config.request_timeout_seconds * 2);
-    let runner = saga_runner(store.clone(), config);
+    let runner = saga_runner(store.clone(), config, breakers.clone());
     let purge_store = store.clone();
     let purge_shutdown = shutdown.clone();
     let purge_runner = runner.clone();
@@ -126,7 +183,7 @@ pub fn start_workers(
             }
         }
     });
-    worker::start(store, worker_settings(config), runner, shutdown)
+    worker::start(store, worker_settings(config), runner, breakers, shutdown)
 }
 
 /// Completes on SIGINT or SIGTERM.

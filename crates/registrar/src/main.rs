@@ -153,7 +153,8 @@ async fn run_import(store: &dyn Store, path: &Path, dry_run: bool) -> anyhow::Re
 
 async fn run_worker(config: Config, store: Arc<dyn Store>) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    let (_workers, handle) = app::start_workers(store, &config, shutdown.clone());
+    let breakers = app::build_breakers(&config, app::connect_redis(&config)?)?;
+    let (_workers, handle) = app::start_workers(store, &config, breakers, shutdown.clone());
     app::shutdown_signal().await;
     shutdown.cancel();
     handle.await?;
@@ -167,18 +168,19 @@ async fn serve(
     no_workers: bool,
 ) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
+    let redis = app::connect_redis(&config)?;
+    let breakers = app::build_breakers(&config, redis.clone())?;
     let (workers, worker_handle) = if no_workers {
         (None, None)
     } else {
-        let (w, h) = app::start_workers(store.clone(), &config, shutdown.clone());
+        let (w, h) = app::start_workers(store.clone(), &config, breakers.clone(), shutdown.clone());
         (Some(w), Some(h))
     };
     let addr = bind.unwrap_or_else(|| config.bind_addr());
     let listener = tokio::net::TcpListener::bind(addr).await?;
     info!(address = %listener.local_addr()?, "listening");
-    let redis = app::connect_redis(&config)?;
     let grace = std::time::Duration::from_secs(config.shutdown_grace_seconds);
-    let state = AppState::new(store, Arc::new(config), workers).with_redis(redis);
+    let state = AppState::new(store, Arc::new(config), workers, breakers).with_redis(redis);
     let server_shutdown = shutdown.clone();
     http::serve(
         listener,

@@ -631,7 +631,11 @@ fn allowed(op: &Op, http: u16, error_code: Option<&str>) -> bool {
         Op::Sync(..) => {
             http == 201
                 || (http == 409
-                    && matches!(error_code, Some("INSCRIPCION_DUPLICADA" | "GRUPO_SIN_CUPO")))
+                    && matches!(
+                        error_code,
+                        // A repeat of a body still running holds its idempotency key.
+                        Some("INSCRIPCION_DUPLICADA" | "GRUPO_SIN_CUPO" | "IDEMPOTENCY_IN_FLIGHT")
+                    ))
         }
         Op::Drop(..) => {
             http == 0

@@ -20,7 +20,12 @@ fn body(ra: &str, grupos: &[&str]) -> Value {
 /// Starts the in-process workers of a test app that was started without them.
 fn start_workers(app: &TestApp) -> CancellationToken {
     let stop = CancellationToken::new();
-    let _ = registrar::app::start_workers(app.store.clone(), &app.config, stop.clone());
+    let _ = registrar::app::start_workers(
+        app.store.clone(),
+        &app.config,
+        app.breakers.clone(),
+        stop.clone(),
+    );
     stop
 }
 

@@ -144,8 +144,10 @@ async fn many_processes_keep_invariants() {
         );
         let client = client.clone();
         handles.push(tokio::spawn(async move {
+            // Repeated students are separate requests, each with its own key.
             let response = client
                 .post(url)
+                .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
                 .json(&request(i))
                 .send()
                 .await

@@ -16,6 +16,7 @@ use super::idempotent::{
     remember,
 };
 use super::queue::enqueue_inscription;
+use super::resilience::breaker_open;
 use super::{AppState, RequestContext};
 use crate::clock;
 use crate::domain::enrollment::{EnrollmentOutcome, EnrollmentRequest};
@@ -117,6 +118,14 @@ pub async fn create_sync(
     let key = idempotency::request_key(Endpoint::Sync, header_key(&headers)?.as_deref(), &request);
     if let Some(response) = cached_replay(&state, &key).await {
         return Ok(response);
+    }
+    // While billing's breaker is open, the fee cannot be assessed, so the request is
+    // rejected before enrolling rather than enrolled and withdrawn.
+    if state.saga.has_billing()
+        && let Some(billing) = state.saga.breakers().get("billing")
+        && let Err(rejected) = billing.try_acquire().await
+    {
+        return Err(breaker_open(&rejected));
     }
     let owner = (
         request.registro_academico.as_str(),

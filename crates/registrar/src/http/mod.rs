@@ -57,9 +57,15 @@ pub struct Counters {
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, config: Arc<Config>, workers: Option<Arc<Workers>>) -> Self {
+    /// `breakers` are the process's circuit breakers, shared with its workers.
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: Arc<Config>,
+        workers: Option<Arc<Workers>>,
+        breakers: crate::resilience::breaker::Breakers,
+    ) -> Self {
         Self {
-            saga: crate::app::saga_runner(store.clone(), &config),
+            saga: crate::app::saga_runner(store.clone(), &config, breakers),
             idempotency: Arc::new(crate::idempotency::Counters::default()),
             store,
             config,
@@ -165,14 +171,24 @@ pub fn app(state: AppState) -> NormalizePath<Router> {
         )
         .route("/sagas", get(resilience::sagas))
         .route("/sagas/cleanup", post(resilience::cleanup_sagas));
+    // Every route that reads or writes the database passes the `database` breaker; the
+    // breaker routes themselves do not, so an operator can still see and reset it.
+    let guard = || axum::middleware::from_fn_with_state(state.clone(), resilience::database_guard);
+    let breakers = Router::new()
+        .route("/circuit-breakers", get(resilience::circuit_breakers))
+        .route(
+            "/circuit-breakers/{name}/reset",
+            post(resilience::reset_breaker),
+        );
+    let queue = queue.layer(guard()).merge(breakers);
 
     let router = Router::new()
         .route("/", get(system::root))
         .route("/health", get(system::health))
         .route("/metrics", get(system::metrics))
-        .nest("/api/v1/inscripciones", inscripciones)
-        .nest("/api/v1/periodos", periodos)
-        .nest("/api/v1/historial", historial)
+        .nest("/api/v1/inscripciones", inscripciones.layer(guard()))
+        .nest("/api/v1/periodos", periodos.layer(guard()))
+        .nest("/api/v1/historial", historial.layer(guard()))
         .nest("/api/v1/queue", queue)
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)

@@ -5,8 +5,10 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 
 use axum::Extension;
-use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::HeaderMap;
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -14,8 +16,9 @@ use super::AppState;
 use super::admin::require_admin;
 use super::error::ApiError;
 use crate::clock;
-use crate::domain::error::FieldError;
+use crate::domain::error::{ErrorCode, FieldError};
 use crate::idempotency;
+use crate::resilience::breaker::{BreakerState, Rejected};
 use crate::saga::model::{SagaQuery, SagaStatus};
 
 /// The idempotency section of the monitoring endpoints: records in the database, and this
@@ -212,5 +215,121 @@ pub async fn cleanup_sagas(
         "message": format!("{deleted} saga(s) eliminada(s)"),
         "cleaned_sagas": deleted,
         "max_age_hours": hours,
+    })))
+}
+
+/// The `503 CIRCUIT_BREAKER_OPEN` of a call that a breaker rejected on a request path.
+pub fn breaker_open(rejected: &Rejected) -> ApiError {
+    let seconds = rejected.retry_after_seconds().max(1);
+    let mut error = ApiError::new(
+        ErrorCode::CircuitBreakerOpen,
+        format!(
+            "The {} dependency is failing and its circuit breaker is open; retry in {seconds} s",
+            rejected.breaker
+        ),
+        json!({ "circuit_breaker": rejected.breaker, "retry_after_seconds": seconds }),
+    );
+    if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+        error.headers.push((header::RETRY_AFTER, value));
+    }
+    error
+}
+
+/// Runs every API request through the `database` breaker: while it is open, requests fail
+/// fast with `503 CIRCUIT_BREAKER_OPEN` instead of each waiting for the pool timeout. A
+/// request that ends in `503 SERVICE_UNAVAILABLE` (the store could not be reached) counts
+/// as a failure; any other answer shows the database works.
+pub async fn database_guard(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(breaker) = state.saga.breakers().get("database") else {
+        return next.run(request).await;
+    };
+    let permit = match breaker.try_acquire().await {
+        Ok(permit) => permit,
+        Err(rejected) => return breaker_open(&rejected).into_response(),
+    };
+    let response = next.run(request).await;
+    let store_failed = response
+        .extensions()
+        .get::<ApiError>()
+        .is_some_and(|e| e.code == ErrorCode::ServiceUnavailable);
+    if store_failed {
+        permit.failure().await;
+    } else {
+        permit.success().await;
+    }
+    response
+}
+
+/// The breakers section of the monitoring endpoints, as the predecessor shaped it.
+pub async fn breakers_json(state: &AppState) -> Value {
+    let breakers = state.saga.breakers();
+    let all = breakers.stats_all().await;
+    let degraded: Vec<&str> = all
+        .iter()
+        .filter(|s| s.state == BreakerState::Open)
+        .map(|s| s.name.as_str())
+        .collect();
+    let recovering = all.iter().any(|s| s.state == BreakerState::HalfOpen);
+    let overall = if !degraded.is_empty() {
+        "degraded"
+    } else if recovering {
+        "recovering"
+    } else {
+        "healthy"
+    };
+    let map: Map<String, Value> = all
+        .iter()
+        .map(|s| {
+            (
+                s.name.clone(),
+                serde_json::to_value(s).unwrap_or(Value::Null),
+            )
+        })
+        .collect();
+    json!({
+        "circuit_breakers": map,
+        "overall_health": overall,
+        "degraded_services": degraded,
+        "backend": breakers.backend(),
+        "instance_id": breakers.instance_id(),
+        "degraded": all.iter().any(|s| s.degraded),
+    })
+}
+
+/// `GET /api/v1/queue/circuit-breakers`.
+pub async fn circuit_breakers(State(state): State<AppState>) -> axum::Json<Value> {
+    axum::Json(breakers_json(&state).await)
+}
+
+/// `POST /api/v1/queue/circuit-breakers/{name}/reset`: closes the breaker and clears its
+/// counters, for every instance when the state is in Redis.
+pub async fn reset_breaker(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    Path(name): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    require_admin(&state, &headers, peer.as_ref().map(|Extension(p)| p))?;
+    let Some(stats) = state.saga.breakers().reset(&name).await else {
+        let names = state.saga.breakers().names().join(", ");
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("No circuit breaker is named {name}; the breakers are {names}"),
+            json!({ "circuit_breaker": name, "known": state.saga.breakers().names() }),
+        ));
+    };
+    tracing::info!(
+        audit = true,
+        event_type = "CIRCUIT_BREAKER_RESET",
+        circuit_breaker = %name,
+        "circuit breaker reset by an operator"
+    );
+    Ok(axum::Json(json!({
+        "message": format!("Circuit breaker {name} reset"),
+        "circuit_breaker": stats,
     })))
 }

@@ -17,6 +17,7 @@ use super::model::{Job, JobKind, JobState, JobUpdate};
 use super::result::enrollment_result;
 use crate::clock;
 use crate::domain::enrollment::{EnrollmentRequest, EnrollmentRules};
+use crate::resilience::breaker::{Breaker, Breakers};
 use crate::saga::model::Saga;
 use crate::saga::runner::{JobLease, Progress, SagaIds, SagaRunner};
 use crate::store::{StepWrite, Store, StoreError};
@@ -55,6 +56,7 @@ pub fn start(
     store: Arc<dyn Store>,
     settings: WorkerSettings,
     saga: SagaRunner,
+    breakers: Breakers,
     shutdown: CancellationToken,
 ) -> (Arc<Workers>, tokio::task::JoinHandle<()>) {
     let owner = format!("{}-{}", hostname(), uuid::Uuid::now_v7().simple());
@@ -69,6 +71,7 @@ pub fn start(
         wake: workers.wake.clone(),
         running: Arc::new(Mutex::new(HashSet::new())),
         saga,
+        database: breakers.get("database"),
     };
     let handle = tokio::spawn(pool.run(shutdown));
     (workers, handle)
@@ -89,6 +92,8 @@ struct Pool {
     wake: Arc<Notify>,
     running: Arc<Mutex<HashSet<String>>>,
     saga: SagaRunner,
+    /// Guards the claims: while the database is failing, the pool stops asking it.
+    database: Option<Breaker>,
 }
 
 impl Pool {
@@ -159,14 +164,21 @@ impl Pool {
         info!(owner = %self.owner, "worker pool stopped");
     }
 
-    /// Claims up to `limit` jobs; a failed claim is logged and returns none.
+    /// Claims up to `limit` jobs through the database breaker; a failed or rejected claim
+    /// is logged and returns none.
     async fn claim(&self, limit: usize) -> Vec<Job> {
         let lease_ms = self.settings.lease.as_millis() as i64;
-        match self
+        let claim = self
             .store
-            .claim_jobs(&self.owner, limit as i64, lease_ms, clock::now_ms())
-            .await
-        {
+            .claim_jobs(&self.owner, limit as i64, lease_ms, clock::now_ms());
+        let claimed = match &self.database {
+            Some(breaker) => breaker
+                .call_classified(claim, StoreError::is_transient)
+                .await
+                .map_err(|e| e.to_string()),
+            None => claim.await.map_err(|e| e.to_string()),
+        };
+        match claimed {
             Ok(jobs) => jobs,
             Err(e) => {
                 warn!(owner = %self.owner, error = %e, "claiming jobs failed; will try again");

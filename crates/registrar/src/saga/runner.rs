@@ -17,6 +17,7 @@ use crate::domain::enrollment::{EnrollmentOutcome, EnrollmentRequest};
 use crate::domain::error::{DomainError, ErrorCode};
 use crate::jobs::model::{JobState, JobUpdate};
 use crate::jobs::result::{enrollment_result, error_result};
+use crate::resilience::breaker::{BreakerError, Breakers};
 use crate::store::{JobWrite, Store, StoreError};
 
 /// Where a saga stands after a run.
@@ -41,6 +42,7 @@ pub struct JobLease<'a> {
 pub struct SagaRunner {
     store: Arc<dyn Store>,
     participants: Participants,
+    breakers: Breakers,
     /// Attempts of a participant call (and of each compensation) before giving up.
     attempts: u32,
     /// Base delay between attempts; doubled per attempt up to `max_delay`.
@@ -60,6 +62,7 @@ impl SagaRunner {
     pub fn new(
         store: Arc<dyn Store>,
         participants: Participants,
+        breakers: Breakers,
         attempts: u32,
         base_delay: Duration,
         max_delay: Duration,
@@ -67,10 +70,16 @@ impl SagaRunner {
         Self {
             store,
             participants,
+            breakers,
             attempts: attempts.max(1),
             base_delay,
             max_delay,
         }
+    }
+
+    /// Whether a billing service is configured.
+    pub fn has_billing(&self) -> bool {
+        self.participants.has_billing()
     }
 
     /// Whether any participant is configured, so that sagas have steps after the
@@ -312,6 +321,12 @@ impl SagaRunner {
                 Ok(()) => {
                     saga.mark(ASSESS_FEE, StepStatus::Compensated, None, clock::now_ms());
                 }
+                Err(StepFailure::Open(retry_after)) => {
+                    // Nothing was called, so the attempt does not count: the cancellation
+                    // waits for billing's breaker to admit it.
+                    self.store.save_saga(saga).await?;
+                    return Ok(Progress::RetryLater(retry_after));
+                }
                 Err(failure) => {
                     let (reason, wait) = describe_failure(&failure);
                     let tries = self.count_compensation_try(saga, &reason);
@@ -370,10 +385,26 @@ impl SagaRunner {
 
     async fn call(
         &self,
-        _breaker: &str,
+        breaker: &str,
         call: impl Future<Output = Result<(), CallError>>,
     ) -> Result<(), StepFailure> {
-        call.await.map_err(step_failure)
+        let Some(breaker) = self.breakers.get(breaker) else {
+            return call.await.map_err(step_failure);
+        };
+        match breaker.call_classified(call, CallError::is_outage).await {
+            Ok(()) => Ok(()),
+            Err(BreakerError::Open { retry_after, .. }) => Err(StepFailure::Open(retry_after)),
+            Err(BreakerError::Timeout { after, .. }) => Err(StepFailure::Failed(format!(
+                "timed out after {} ms",
+                after.as_millis()
+            ))),
+            Err(BreakerError::Inner(e)) => Err(step_failure(e)),
+        }
+    }
+
+    /// The breakers of this process, for the monitoring endpoints.
+    pub fn breakers(&self) -> &Breakers {
+        &self.breakers
     }
 
     fn count_try(&self, saga: &mut Saga, step: &str, reason: &str) -> u32 {

@@ -204,6 +204,7 @@ pub fn test_config(db: &TestDb) -> Config {
 /// A running server with its own database.
 pub struct TestApp {
     pub base: String,
+    pub breakers: registrar::resilience::breaker::Breakers,
     pub client: reqwest::Client,
     pub store: Arc<dyn Store>,
     pub db: TestDb,
@@ -232,9 +233,16 @@ impl TestApp {
             .expect("connect store");
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
+        let redis = registrar::app::connect_redis(&config).expect("redis client");
+        let breakers =
+            registrar::app::build_breakers(&config, redis.clone()).expect("circuit breakers");
         let workers = if with_workers {
-            let (workers, handle) =
-                registrar::app::start_workers(store.clone(), &config, shutdown.clone());
+            let (workers, handle) = registrar::app::start_workers(
+                store.clone(),
+                &config,
+                breakers.clone(),
+                shutdown.clone(),
+            );
             tasks.push(handle);
             Some(workers)
         } else {
@@ -244,9 +252,13 @@ impl TestApp {
             .await
             .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let redis = registrar::app::connect_redis(&config).expect("redis client");
-        let state =
-            AppState::new(store.clone(), Arc::new(config.clone()), workers).with_redis(redis);
+        let state = AppState::new(
+            store.clone(),
+            Arc::new(config.clone()),
+            workers,
+            breakers.clone(),
+        )
+        .with_redis(redis);
         let stop = shutdown.clone();
         tasks.push(tokio::spawn(async move {
             http::serve(
@@ -260,6 +272,7 @@ impl TestApp {
         }));
         Self {
             base,
+            breakers,
             client: reqwest::Client::new(),
             store,
             db,
@@ -341,12 +354,19 @@ impl TestApp {
         read(response).await
     }
 
-    /// Queues one atomic request through async-by-groups; returns the 202 body.
+    /// Queues one atomic request through async-by-groups; returns the 202 body. Each call
+    /// is a new request with its own `Idempotency-Key`, as separate clients send them.
     pub async fn enqueue(&self, ra: &str, periodo: &str, grupos: &[&str]) -> Value {
         let body = json!({ "registro_academico": ra, "codigo_periodo": periodo, "grupos": grupos });
-        let (status, response) = self
-            .post("/api/v1/queue/inscripciones/async-by-groups", &body)
-            .await;
+        let response = self
+            .client
+            .post(self.url("/api/v1/queue/inscripciones/async-by-groups"))
+            .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        let (status, response) = read(response).await;
         assert_eq!(status, 202, "enqueue failed: {response}");
         response
     }

@@ -301,19 +301,14 @@ impl Counters {
     }
 }
 
-/// Looks a key up in the Redis cache. A Redis failure is a miss: the database answers.
-pub async fn cache_get(redis: &RedisHandle, key: &str) -> Option<StoredResponse> {
+/// Looks a key up in the Redis cache.
+pub async fn cache_get(
+    redis: &RedisHandle,
+    key: &str,
+) -> Result<Option<StoredResponse>, redis::RedisError> {
     let mut conn = redis.connection();
-    let cached: Result<Option<String>, _> =
-        conn.get(redis.key(&format!("{CACHE_PREFIX}{key}"))).await;
-    match cached {
-        Ok(Some(text)) => serde_json::from_str(&text).ok(),
-        Ok(None) => None,
-        Err(e) => {
-            tracing::warn!(error = %e, "idempotency cache read failed; asking the database");
-            None
-        }
-    }
+    let cached: Option<String> = conn.get(redis.key(&format!("{CACHE_PREFIX}{key}"))).await?;
+    Ok(cached.and_then(|text| serde_json::from_str(&text).ok()))
 }
 
 /// Caches a finished success until `expires_at_ms`.

@@ -109,10 +109,22 @@ pub fn answer(claim: Claim, key: &RequestKey) -> Response {
     }
 }
 
-/// Answers from the Redis cache when it holds a finished success for the key.
+/// Answers from the Redis cache when it holds a finished success for the key. A Redis
+/// failure, or the `redis` breaker rejecting the call, is a miss: the database answers.
 pub async fn cached_replay(state: &AppState, key: &RequestKey) -> Option<Response> {
     let redis = state.redis.as_ref()?;
-    let stored = idempotency::cache_get(redis, &key.key).await?;
+    let lookup = idempotency::cache_get(redis, &key.key);
+    let cached = match state.saga.breakers().get("redis") {
+        Some(breaker) => breaker.call(lookup).await.map_err(|e| e.to_string()),
+        None => lookup.await.map_err(|e| e.to_string()),
+    };
+    let stored = match cached {
+        Ok(stored) => stored?,
+        Err(e) => {
+            tracing::warn!(error = %e, idempotency_key = %key.key, "idempotency cache read failed; asking the database");
+            return None;
+        }
+    };
     if stored.fingerprint != key.fingerprint {
         return None;
     }

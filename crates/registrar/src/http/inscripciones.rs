@@ -13,7 +13,9 @@ use super::error::ApiError;
 use super::extract::JsonBody;
 use super::queue::enqueue_inscription;
 use super::{AppState, RequestContext};
+use crate::audit::{self, AuditEvent, AuditEventType, enrollment};
 use crate::clock;
+use crate::domain::enrollment::EnrollError;
 use crate::domain::error::{DomainError, FieldError};
 use crate::domain::model::{Estudiante, Periodo};
 use crate::domain::validation::{InscripcionCreate, validate_enrollment};
@@ -93,10 +95,22 @@ pub async fn create_sync(
     let request = validate_enrollment(&body, state.config.max_grupos_por_solicitud, "body")
         .map_err(ApiError::validation)?;
     let rules = state.config.enrollment_rules();
-    let outcome = state
-        .store
-        .enroll_sync(&request, &rules, clock::today())
-        .await?;
+    let store = state.store.as_ref();
+    audit::record(store, enrollment::requested("create_sync", &request, None)).await;
+    let outcome = match store.enroll_sync(&request, &rules, clock::today()).await {
+        Ok(outcome) => outcome,
+        Err(EnrollError::Rejected(rejection)) => {
+            let event = enrollment::rejected("create_sync", &request, &rejection);
+            audit::record(store, event).await;
+            return Err(rejection.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    audit::record(
+        store,
+        enrollment::created("create_sync", &request, &outcome),
+    )
+    .await;
     let codigo = &outcome.inscripcion.codigo_inscripcion;
     let reread = state.store.inscripcion(codigo).await;
     if let Err(e) = &reread {
@@ -221,6 +235,11 @@ pub async fn delete_one(
         codigo_periodo = %inscripcion.codigo_periodo,
         "inscription deleted"
     );
+    let event = AuditEvent::new(AuditEventType::InscriptionDeleted, "inscripcion", "delete")
+        .entity_id(&codigo)
+        .student(&inscripcion.registro_academico)
+        .periodo(&inscripcion.codigo_periodo);
+    audit::record(state.store.as_ref(), event).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -229,10 +248,40 @@ pub async fn add_group(
     Path((codigo, grupo)): Path<(String, String)>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let rules = state.config.enrollment_rules();
-    let outcome = state
-        .store
+    let store = state.store.as_ref();
+    let outcome = match store
         .add_group(&codigo, &grupo, &rules, clock::today())
-        .await?;
+        .await
+    {
+        Ok(outcome) => outcome,
+        Err(EnrollError::Rejected(rejection)) => {
+            let mut event = AuditEvent::new(
+                AuditEventType::InscriptionFailed,
+                "inscripcion",
+                "add_group",
+            )
+            .entity_id(&codigo)
+            .grupo(&grupo)
+            .error_code(rejection.code.as_str())
+            .data(json!({ "grupos": [&grupo], "message": rejection.message }));
+            if let Some(periodo) = rejection
+                .details
+                .get("codigo_periodo")
+                .and_then(Value::as_str)
+            {
+                event = event.periodo(periodo);
+            }
+            audit::record(store, event).await;
+            return Err(rejection.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let event = AuditEvent::new(AuditEventType::GroupAdded, "inscripcion", "add_group")
+        .entity_id(&codigo)
+        .student(&outcome.inscripcion.registro_academico)
+        .periodo(&outcome.inscripcion.codigo_periodo)
+        .grupo(&grupo);
+    audit::record(store, event).await;
     let detalle = outcome
         .new_details
         .first()
@@ -248,8 +297,14 @@ pub async fn drop_group(
     State(state): State<AppState>,
     Path((codigo, grupo)): Path<(String, String)>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    state.store.drop_group(&codigo, &grupo).await?;
+    let inscripcion = state.store.drop_group(&codigo, &grupo).await?;
     tracing::info!(codigo_inscripcion = %codigo, codigo_grupo = %grupo, "group dropped");
+    let event = AuditEvent::new(AuditEventType::GroupRemoved, "inscripcion", "drop_group")
+        .entity_id(&codigo)
+        .student(&inscripcion.registro_academico)
+        .periodo(&inscripcion.codigo_periodo)
+        .grupo(&grupo);
+    audit::record(state.store.as_ref(), event).await;
     Ok(axum::Json(json!({
         "status": "SUCCESS",
         "message": format!("Grupo {grupo} retirado de la inscripción {codigo}"),

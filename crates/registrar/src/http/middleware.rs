@@ -14,6 +14,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use super::AppState;
 use super::error::{ApiError, envelope};
 use crate::domain::error::ErrorCode;
+use crate::telemetry::context::{self, RequestIds};
 
 /// The ids of the request being served, available to handlers as an extension.
 #[derive(Debug, Clone)]
@@ -69,7 +70,11 @@ pub async fn envelope_and_ids(
         method = %method,
         path = %path,
     );
-    let mut response = next.run(req).instrument(span.clone()).await;
+    let ids = RequestIds {
+        correlation_id: correlation_id.clone(),
+        request_id: Some(request_id.clone()),
+    };
+    let mut response = context::scope(ids, next.run(req).instrument(span.clone())).await;
 
     if let Some(error) = response.extensions_mut().remove::<ApiError>() {
         write_envelope(&mut response, &error, &path, &request_id);

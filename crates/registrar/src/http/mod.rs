@@ -2,6 +2,7 @@
 //! request and correlation ids and every error the contract's envelope.
 
 mod admin;
+mod audit;
 pub mod error;
 pub mod extract;
 mod historial;
@@ -160,6 +161,7 @@ pub fn app(state: AppState) -> NormalizePath<Router> {
         .nest("/api/v1/periodos", periodos)
         .nest("/api/v1/historial", historial)
         .nest("/api/v1/queue", queue)
+        .route("/api/v1/audit", get(audit::list))
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

@@ -13,6 +13,7 @@ use super::admin::require_admin;
 use super::error::ApiError;
 use super::extract::JsonBody;
 use super::inscripciones::{parse_date_field, periodo_json};
+use crate::audit::{self, AuditEvent, AuditEventType};
 use crate::domain::error::{DomainError, FieldError};
 use crate::domain::model::Periodo;
 use crate::domain::periodo::check_dates;
@@ -158,6 +159,7 @@ pub async fn create(
     };
     check_dates(&periodo)?;
     let created = state.store.create_periodo(&periodo).await?;
+    admin_event(&state, "create_period", &created.codigo_periodo).await;
     Ok((StatusCode::CREATED, axum::Json(periodo_json(&created))))
 }
 
@@ -199,6 +201,7 @@ pub async fn update(
     require_admin(&state, &headers, peer.as_ref().map(|Extension(p)| p))?;
     let update = parse_update(&body)?;
     let periodo = state.store.update_periodo(&codigo, &update).await?;
+    admin_event(&state, "update_period", &codigo).await;
     Ok(axum::Json(periodo_json(&periodo)))
 }
 
@@ -211,6 +214,7 @@ pub async fn activate(
     require_admin(&state, &headers, peer.as_ref().map(|Extension(p)| p))?;
     let periodo = state.store.activate_periodo(&codigo).await?;
     tracing::info!(codigo_periodo = %codigo, "period activated");
+    admin_event(&state, "activate_period", &codigo).await;
     Ok(axum::Json(periodo_json(&periodo)))
 }
 
@@ -226,5 +230,14 @@ pub async fn close(
     require_admin(&state, &headers, peer.as_ref().map(|Extension(p)| p))?;
     let periodo = state.store.close_periodo(&codigo).await?;
     tracing::info!(codigo_periodo = %codigo, "period closed");
+    admin_event(&state, "close_period", &codigo).await;
     Ok(axum::Json(periodo_json(&periodo)))
+}
+
+/// Records an operator's change to a period in the audit trail.
+async fn admin_event(state: &AppState, action: &str, codigo_periodo: &str) {
+    let event = AuditEvent::new(AuditEventType::AdminAction, "periodo", action)
+        .entity_id(codigo_periodo)
+        .periodo(codigo_periodo);
+    audit::record(state.store.as_ref(), event).await;
 }

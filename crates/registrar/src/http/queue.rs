@@ -13,6 +13,7 @@ use super::admin::require_admin;
 use super::error::ApiError;
 use super::extract::JsonBody;
 use super::{AppState, RequestContext};
+use crate::audit::{self, AuditEvent, AuditEventType};
 use crate::clock;
 use crate::domain::enrollment::EnrollmentRequest;
 use crate::domain::error::{ErrorCode, FieldError};
@@ -44,6 +45,11 @@ pub async fn enqueue_inscription(
     };
     state.store.enqueue(std::slice::from_ref(&job)).await?;
     state.wake_workers();
+    audit::record(
+        state.store.as_ref(),
+        audit::enrollment::requested("enqueue", request, Some(&task_id)),
+    )
+    .await;
     tracing::info!(
         task_id = %task_id,
         registro_academico = %request.registro_academico,
@@ -156,6 +162,10 @@ pub async fn enqueue_bulk(
     };
     state.store.enqueue(std::slice::from_ref(&job)).await?;
     state.wake_workers();
+    for item in &items {
+        let event = audit::enrollment::requested("enqueue_bulk", item, Some(&task_id));
+        audit::record(state.store.as_ref(), event).await;
+    }
     tracing::info!(task_id = %task_id, items = items.len(), "bulk enrollment queued");
     let message = format!("Procesamiento de {} inscripciones encolado", items.len());
     Ok((
@@ -349,6 +359,9 @@ pub async fn cancel(
     match state.store.cancel_job(&task_id, clock::now_ms()).await? {
         CancelOutcome::Revoked => {
             tracing::info!(task_id = %task_id, "task revoked");
+            let event = AuditEvent::new(AuditEventType::AdminAction, "job", "cancel_task")
+                .entity_id(&task_id);
+            audit::record(state.store.as_ref(), event).await;
             Ok(StatusCode::NO_CONTENT)
         }
         CancelOutcome::AlreadyFinished(job_state) => Err(ApiError::new(

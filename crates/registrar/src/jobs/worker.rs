@@ -15,9 +15,12 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use super::model::{Job, JobKind, JobState, JobUpdate};
 use super::result::enrollment_result;
+use crate::audit::{self, enrollment};
 use crate::clock;
-use crate::domain::enrollment::{EnrollmentRequest, EnrollmentRules};
+use crate::domain::enrollment::{EnrollmentOutcome, EnrollmentRequest, EnrollmentRules};
+use crate::domain::error::DomainError;
 use crate::store::{Store, StoreError};
+use crate::telemetry::context::{self, RequestIds};
 
 /// Settings of one worker pool.
 #[derive(Debug, Clone)]
@@ -201,7 +204,11 @@ impl Pool {
             .lock()
             .expect("lock")
             .insert(job.task_id.clone());
-        self.run_job_inner(&job).instrument(span).await;
+        let ids = RequestIds {
+            correlation_id: job.correlation_id.clone(),
+            request_id: job.request_id.clone(),
+        };
+        context::scope(ids, self.run_job_inner(&job).instrument(span)).await;
         self.running.lock().expect("lock").remove(&job.task_id);
     }
 
@@ -308,7 +315,7 @@ impl Pool {
                 &finish,
             )
             .await?;
-        match done {
+        match &done {
             Some(Ok(outcome)) => info!(
                 registro_academico = %request.registro_academico,
                 codigo_periodo = %request.codigo_periodo,
@@ -324,6 +331,9 @@ impl Pool {
                 "enrollment rejected"
             ),
             None => warn!("lease lost before commit; the enrollment was rolled back"),
+        }
+        if let Some(outcome) = &done {
+            self.audit_outcome("run_job", &request, outcome).await;
         }
         Ok(())
     }
@@ -377,6 +387,7 @@ impl Pool {
                 warn!(processed = i, "lease lost during a bulk job; stopping");
                 return Ok(());
             };
+            self.audit_outcome("run_bulk_item", item, &outcome).await;
             let item_result = enrollment_result(&outcome);
             let entry = match outcome {
                 Ok(_) => {
@@ -446,10 +457,24 @@ impl Pool {
         }
     }
 
+    /// Records the committed or rejected enrollment of one request in the audit trail.
+    async fn audit_outcome(
+        &self,
+        action: &str,
+        request: &EnrollmentRequest,
+        outcome: &Result<EnrollmentOutcome, DomainError>,
+    ) {
+        let event = match outcome {
+            Ok(outcome) => enrollment::created(action, request, outcome),
+            Err(rejection) => enrollment::rejected(action, request, rejection),
+        };
+        audit::record(self.store.as_ref(), event).await;
+    }
+
     async fn fail(&self, job: &Job, meta: Value) {
         let update = JobUpdate {
             state: JobState::Failure,
-            meta: Some(meta),
+            meta: Some(meta.clone()),
             result: None,
         };
         match self
@@ -457,7 +482,15 @@ impl Pool {
             .update_job(&job.task_id, &self.owner, &update, clock::now_ms())
             .await
         {
-            Ok(true) => error!(task_id = %job.task_id, "job marked FAILURE"),
+            Ok(true) => {
+                error!(task_id = %job.task_id, "job marked FAILURE");
+                let request = serde_json::from_value::<EnrollmentRequest>(job.payload.clone());
+                if let (JobKind::Inscription, Ok(request)) = (job.kind, request) {
+                    let code = meta["error_type"].as_str().unwrap_or("JOB_FAILED");
+                    let event = enrollment::job_failed(&request, &job.task_id, code);
+                    audit::record(self.store.as_ref(), event).await;
+                }
+            }
             Ok(false) => {
                 warn!(task_id = %job.task_id, "lease lost before the failure was recorded")
             }

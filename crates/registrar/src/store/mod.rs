@@ -1,6 +1,7 @@
 //! The system of record. One trait, [`Store`], with an embedded SQLite implementation and a
 //! PostgreSQL one, chosen at start-up from the `DATABASE_URL` scheme.
 
+pub(crate) mod audit;
 pub mod error;
 pub mod postgres;
 pub(crate) mod sql;
@@ -15,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::StoreError;
 
+use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
 use crate::domain::catalog::{Catalog, CatalogKeys, LoadReport, Prerrequisito};
 use crate::domain::enrollment::{
     EnrollError, EnrollmentOutcome, EnrollmentRequest, EnrollmentRules,
@@ -269,6 +271,14 @@ pub trait Store: Send + Sync {
 
     /// Deletes jobs that finished before `before_ms`; returns how many.
     async fn purge_finished_jobs(&self, before_ms: i64) -> Result<u64, StoreError>;
+
+    // Audit trail.
+
+    /// Stores one audit event in its own transaction.
+    async fn insert_audit_event(&self, event: &AuditEvent) -> Result<(), StoreError>;
+
+    /// Lists the events that match `filter`, newest first, at most `filter.limit`.
+    async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;
 }
 
 /// Sorts `(table, key)` rows from `SELECT_CATALOG_KEYS` into a [`CatalogKeys`].

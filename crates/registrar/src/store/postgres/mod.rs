@@ -6,6 +6,7 @@
 //! the `periodo_academico` table against other period writes. The SQLite store gets the same
 //! serialisation from its database-wide write lock.
 
+mod audit;
 mod catalog;
 mod convert;
 mod historial;
@@ -25,6 +26,7 @@ use time::Date;
 use self::tx::PgTx;
 use super::sql;
 use super::{Backend, StepFinish, Store, StoreError};
+use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
 use crate::domain::catalog::{Catalog, CatalogKeys, LoadReport};
 use crate::domain::enrollment::{
     EnrollError, EnrollMode, EnrollmentOutcome, EnrollmentRequest, EnrollmentRules, enroll,
@@ -578,6 +580,14 @@ impl Store for PgStore {
 
     async fn purge_finished_jobs(&self, before_ms: i64) -> Result<u64, StoreError> {
         self.purge(before_ms).await
+    }
+
+    async fn insert_audit_event(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        self.insert_audit(event).await
+    }
+
+    async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        self.list_audit(filter).await
     }
 }
 

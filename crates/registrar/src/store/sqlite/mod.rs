@@ -5,6 +5,7 @@
 //! separate pool and never wait for writers. Other processes on the same file (a separate
 //! `registrar worker`) wait on the busy timeout.
 
+mod audit;
 mod catalog;
 mod convert;
 mod historial;
@@ -26,6 +27,7 @@ use time::Date;
 use self::tx::SqliteTx;
 use super::sql;
 use super::{Backend, StepFinish, Store, StoreError};
+use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
 use crate::domain::catalog::{Catalog, CatalogKeys, LoadReport};
 use crate::domain::enrollment::{
     EnrollError, EnrollMode, EnrollmentOutcome, EnrollmentRequest, EnrollmentRules, enroll,
@@ -567,6 +569,14 @@ impl Store for SqliteStore {
 
     async fn purge_finished_jobs(&self, before_ms: i64) -> Result<u64, StoreError> {
         self.purge(before_ms).await
+    }
+
+    async fn insert_audit_event(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        self.insert_audit(event).await
+    }
+
+    async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        self.list_audit(filter).await
     }
 }
 

@@ -1,4 +1,7 @@
-//! Log output: one JSON object per line by default, or human-readable text.
+//! Log output: one JSON object per line by default, or human-readable text; and the ids of
+//! the request or job being served.
+
+pub mod context;
 
 use tracing_subscriber::EnvFilter;
 

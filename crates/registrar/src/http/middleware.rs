@@ -1,10 +1,11 @@
 //! Request and correlation ids, the request log line, and the error envelope.
 
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -24,7 +25,14 @@ pub struct RequestContext {
 }
 
 /// Paths whose successful requests are logged at DEBUG, so that probes do not flood the log.
-const QUIET_PATHS: &[&str] = &["/health", "/metrics", "/favicon.ico"];
+const QUIET_PATHS: &[&str] = &[
+    "/health",
+    "/health/live",
+    "/health/ready",
+    "/metrics",
+    "/metrics/prometheus",
+    "/favicon.ico",
+];
 
 /// Accepts a client-sent id of 1–128 characters from `[A-Za-z0-9._:-]`.
 fn valid_id(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -63,13 +71,20 @@ pub async fn envelope_and_ids(
         .map(|m| m.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
 
+    let client_ip = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip().to_string())
+        .unwrap_or_default();
     let span = info_span!(
         "request",
         request_id = %request_id,
         correlation_id = %correlation_id,
         method = %method,
         path = %path,
+        client_ip = %client_ip,
     );
+    span.in_scope(|| debug!(route = %route, "request started"));
     let ids = RequestIds {
         correlation_id: correlation_id.clone(),
         request_id: Some(request_id.clone()),

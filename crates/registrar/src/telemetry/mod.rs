@@ -2,8 +2,10 @@
 //! the request or job being served.
 
 pub mod context;
+mod json;
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::JsonFields;
 
 use crate::config::{Config, LogFormat};
 
@@ -15,10 +17,8 @@ pub fn init(config: &Config) {
         .with_writer(std::io::stdout);
     let result = match config.log_format {
         LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
+            .fmt_fields(JsonFields::new())
+            .event_format(json::JsonLines)
             .try_init(),
         LogFormat::Text => builder.try_init(),
     };

@@ -60,6 +60,8 @@ pub struct Config {
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     pub admin_token: Option<String>,
+    /// Seconds the oldest waiting job may wait before `/health` reports the queue backlogged.
+    pub queue_backlog_alert_seconds: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +105,7 @@ impl Default for Config {
             request_timeout_seconds: 60,
             max_body_bytes: 256 * 1024,
             admin_token: None,
+            queue_backlog_alert_seconds: 120,
         }
     }
 }
@@ -180,6 +183,11 @@ impl Config {
             return Err(ConfigError(
                 "DATABASE_URL: must start with sqlite:, postgres: or postgresql:".into(),
             ));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
+            return Err(ConfigError(format!(
+                "LOG_LEVEL: {e}; use a level such as info or a filter such as info,sqlx=warn"
+            )));
         }
         if let Some(token) = &self.admin_token
             && token.is_empty()

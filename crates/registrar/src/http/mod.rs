@@ -5,6 +5,7 @@ mod admin;
 mod audit;
 pub mod error;
 pub mod extract;
+mod health;
 mod historial;
 mod inscripciones;
 mod middleware;
@@ -155,7 +156,9 @@ pub fn app(state: AppState) -> NormalizePath<Router> {
 
     let router = Router::new()
         .route("/", get(system::root))
-        .route("/health", get(system::health))
+        .route("/health", get(health::health))
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
         .route("/metrics", get(system::metrics))
         .nest("/api/v1/inscripciones", inscripciones)
         .nest("/api/v1/periodos", periodos)

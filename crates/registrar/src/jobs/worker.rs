@@ -3,6 +3,7 @@
 //! `registrar worker` runs one alone; any number of pools share one database.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,12 +42,57 @@ pub struct WorkerSettings {
 /// pick new jobs up at once. Jobs queued by other processes are found by the periodic poll.
 pub struct Workers {
     pub owner: String,
+    pub concurrency: usize,
     wake: Arc<Notify>,
+    status: Arc<PoolStatus>,
+}
+
+/// Live counters of one pool, read by the health and monitoring endpoints.
+#[derive(Default)]
+struct PoolStatus {
+    paused: AtomicBool,
+    stopped: AtomicBool,
+    active: AtomicUsize,
+    /// Job attempts this pool finished since start, including attempts that were retried.
+    processed: AtomicU64,
+}
+
+/// A snapshot of a pool's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkersSnapshot {
+    pub paused: bool,
+    /// The pool's loop has ended: after shutdown, or if its task panicked.
+    pub stopped: bool,
+    pub active_jobs: usize,
+    /// Job attempts finished since start, including attempts that were retried.
+    pub processed_jobs: u64,
 }
 
 impl Workers {
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// Stops claiming new jobs. Running jobs finish, and their leases keep being renewed.
+    pub fn pause(&self) {
+        self.status.paused.store(true, Ordering::SeqCst);
+        info!(owner = %self.owner, "worker pool paused");
+    }
+
+    /// Claims jobs again after [`Workers::pause`].
+    pub fn resume(&self) {
+        self.status.paused.store(false, Ordering::SeqCst);
+        self.wake.notify_one();
+        info!(owner = %self.owner, "worker pool resumed");
+    }
+
+    pub fn snapshot(&self) -> WorkersSnapshot {
+        WorkersSnapshot {
+            paused: self.status.paused.load(Ordering::SeqCst),
+            stopped: self.status.stopped.load(Ordering::SeqCst),
+            active_jobs: self.status.active.load(Ordering::SeqCst),
+            processed_jobs: self.status.processed.load(Ordering::SeqCst),
+        }
     }
 }
 
@@ -60,7 +106,9 @@ pub fn start(
     let owner = format!("{}-{}", hostname(), uuid::Uuid::now_v7().simple());
     let workers = Arc::new(Workers {
         owner: owner.clone(),
+        concurrency: settings.concurrency,
         wake: Arc::new(Notify::new()),
+        status: Arc::new(PoolStatus::default()),
     });
     let pool = Pool {
         store,
@@ -68,6 +116,7 @@ pub fn start(
         owner,
         wake: workers.wake.clone(),
         running: Arc::new(Mutex::new(HashSet::new())),
+        status: workers.status.clone(),
     };
     let handle = tokio::spawn(pool.run(shutdown));
     (workers, handle)
@@ -87,11 +136,22 @@ struct Pool {
     owner: String,
     wake: Arc<Notify>,
     running: Arc<Mutex<HashSet<String>>>,
+    status: Arc<PoolStatus>,
+}
+
+/// Marks the pool stopped when its loop ends, by return or by panic.
+struct StoppedOnDrop(Arc<PoolStatus>);
+
+impl Drop for StoppedOnDrop {
+    fn drop(&mut self) {
+        self.0.stopped.store(true, Ordering::SeqCst);
+    }
 }
 
 impl Pool {
     async fn run(self, shutdown: CancellationToken) {
         info!(owner = %self.owner, concurrency = self.settings.concurrency, "worker pool started");
+        let _stopped = StoppedOnDrop(self.status.clone());
         // The renewer outlives the shutdown signal: jobs still draining keep their leases
         // until the pool has finished or released them.
         let renewer_stop = CancellationToken::new();
@@ -105,7 +165,11 @@ impl Pool {
         let mut tasks = JoinSet::new();
 
         while !shutdown.is_cancelled() {
-            let free = self.settings.concurrency.saturating_sub(tasks.len());
+            let free = if self.status.paused.load(Ordering::SeqCst) {
+                0
+            } else {
+                self.settings.concurrency.saturating_sub(tasks.len())
+            };
             let claimed = if free > 0 {
                 // A claim can wait many seconds for a locked database, so shutdown interrupts
                 // it. Jobs that an interrupted claim still committed are leased to this owner,
@@ -208,7 +272,10 @@ impl Pool {
             correlation_id: job.correlation_id.clone(),
             request_id: job.request_id.clone(),
         };
+        self.status.active.fetch_add(1, Ordering::SeqCst);
         context::scope(ids, self.run_job_inner(&job).instrument(span)).await;
+        self.status.active.fetch_sub(1, Ordering::SeqCst);
+        self.status.processed.fetch_add(1, Ordering::SeqCst);
         self.running.lock().expect("lock").remove(&job.task_id);
     }
 

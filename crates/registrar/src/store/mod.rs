@@ -47,6 +47,22 @@ impl Backend {
     }
 }
 
+/// The jobs waiting to run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    pub waiting: i64,
+    /// Creation time of the oldest waiting job, epoch milliseconds.
+    pub oldest_created_at_ms: Option<i64>,
+}
+
+/// Connections of a store's pools. SQLite counts its write and read pools together.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    pub in_use: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
 /// Decides what a job step writes once its enrollment attempt has run, given the attempt's
 /// outcome. It runs inside the enrollment transaction, so the job row and the enrollment
 /// commit together.
@@ -268,6 +284,13 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<Option<TaskRef>>, StoreError>;
 
     async fn job_counts(&self) -> Result<JobCounts, StoreError>;
+
+    /// Counts the jobs waiting to run (`PENDING` or `RETRY`) and finds the oldest one's
+    /// creation time.
+    async fn queue_depth(&self) -> Result<QueueDepth, StoreError>;
+
+    /// Returns the connection pool's current use, without waiting.
+    fn pool_stats(&self) -> PoolStats;
 
     /// Deletes jobs that finished before `before_ms`; returns how many.
     async fn purge_finished_jobs(&self, before_ms: i64) -> Result<u64, StoreError>;

@@ -25,7 +25,7 @@ use time::Date;
 
 use self::tx::PgTx;
 use super::sql;
-use super::{Backend, StepFinish, Store, StoreError};
+use super::{Backend, PoolStats, QueueDepth, StepFinish, Store, StoreError};
 use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
 use crate::domain::catalog::{Catalog, CatalogKeys, LoadReport};
 use crate::domain::enrollment::{
@@ -580,6 +580,27 @@ impl Store for PgStore {
 
     async fn purge_finished_jobs(&self, before_ms: i64) -> Result<u64, StoreError> {
         self.purge(before_ms).await
+    }
+
+    async fn queue_depth(&self) -> Result<QueueDepth, StoreError> {
+        let (waiting, oldest_created_at_ms): (i64, Option<i64>) =
+            sqlx::query_as(sql::SELECT_QUEUE_DEPTH)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(QueueDepth {
+            waiting,
+            oldest_created_at_ms,
+        })
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        let size = self.pool.size();
+        let idle = self.pool.num_idle() as u32;
+        PoolStats {
+            in_use: size.saturating_sub(idle),
+            idle,
+            max: self.pool.options().get_max_connections(),
+        }
     }
 
     async fn insert_audit_event(&self, event: &AuditEvent) -> Result<(), StoreError> {

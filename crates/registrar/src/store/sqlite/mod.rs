@@ -26,7 +26,7 @@ use time::Date;
 
 use self::tx::SqliteTx;
 use super::sql;
-use super::{Backend, StepFinish, Store, StoreError};
+use super::{Backend, PoolStats, QueueDepth, StepFinish, Store, StoreError};
 use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
 use crate::domain::catalog::{Catalog, CatalogKeys, LoadReport};
 use crate::domain::enrollment::{
@@ -569,6 +569,28 @@ impl Store for SqliteStore {
 
     async fn purge_finished_jobs(&self, before_ms: i64) -> Result<u64, StoreError> {
         self.purge(before_ms).await
+    }
+
+    async fn queue_depth(&self) -> Result<QueueDepth, StoreError> {
+        let (waiting, oldest_created_at_ms): (i64, Option<i64>) =
+            sqlx::query_as(sql::SELECT_QUEUE_DEPTH)
+                .fetch_one(&self.read)
+                .await?;
+        Ok(QueueDepth {
+            waiting,
+            oldest_created_at_ms,
+        })
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        let size = self.write.size() + self.read.size();
+        let idle = self.write.num_idle() as u32 + self.read.num_idle() as u32;
+        PoolStats {
+            in_use: size.saturating_sub(idle),
+            idle,
+            max: self.write.options().get_max_connections()
+                + self.read.options().get_max_connections(),
+        }
     }
 
     async fn insert_audit_event(&self, event: &AuditEvent) -> Result<(), StoreError> {

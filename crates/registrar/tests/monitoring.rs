@@ -145,3 +145,137 @@ async fn health_keeps_original_keys() {
     assert_eq!(health["database"], json!("connected"));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_json_reports_real_values() {
+    let app = TestApp::spawn().await;
+    let done = app.enroll("EST0011", "2024-2", &["G-ELC102-E"]).await;
+    assert_eq!(done["status"], "SUCCESS");
+    let (status, _) = app.get("/api/v1/no-such-route").await;
+    assert_eq!(status, 404);
+
+    let (status, metrics) = app.get("/metrics").await;
+    assert_eq!(status, 200, "{metrics}");
+    assert!(metrics["uptime_seconds"].as_f64().unwrap() > 0.0);
+    assert_eq!(metrics["uptime"], metrics["uptime_seconds"]);
+    assert!(metrics["requests_total"].as_u64().unwrap() >= 3);
+    assert_eq!(metrics["errors_total"], 0);
+    assert!(metrics["requests_by_status"]["202"].as_u64().unwrap() >= 1);
+    assert_eq!(metrics["requests_by_status"]["404"], 1);
+    assert_eq!(metrics["jobs_by_state"]["success"], 1);
+    assert_eq!(metrics["queue"]["depth"], 0);
+    assert!(metrics["database_connections"]["in_use"].is_u64());
+    assert!(metrics["database_connections"]["idle"].is_u64());
+    assert_eq!(metrics["mode"], "asynchronous");
+    assert_eq!(metrics["degraded"], false);
+    app.stop().await;
+}
+
+/// Samples of a Prometheus text exposition, keyed by the series as written
+/// (`name{label="value",…}`). Panics on a line that is not valid exposition format.
+fn parse_exposition(text: &str) -> std::collections::HashMap<String, f64> {
+    let mut typed = std::collections::HashSet::new();
+    let mut samples = std::collections::HashMap::new();
+    let valid_name = |name: &str| {
+        !name.is_empty()
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    };
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut parts = rest.split(' ');
+            let name = parts.next().unwrap();
+            let kind = parts.next().unwrap_or("");
+            assert!(valid_name(name), "bad metric name in {line}");
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                "bad type in {line}"
+            );
+            typed.insert(name.to_owned());
+            continue;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("sample has a value");
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line}"));
+        let name = series.split('{').next().unwrap();
+        assert!(valid_name(name), "bad metric name in {line}");
+        let labels = &series[name.len()..];
+        if !labels.is_empty() {
+            assert!(
+                labels.starts_with('{') && labels.ends_with('}'),
+                "bad labels in {line}"
+            );
+            for pair in labels[1..labels.len() - 1].split("\",") {
+                let (key, quoted) = pair.split_once('=').expect("label has =");
+                assert!(valid_name(key), "bad label name in {line}");
+                assert!(quoted.starts_with('"'), "unquoted label value in {line}");
+            }
+        }
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix).filter(|f| typed.contains(*f)))
+            .unwrap_or(name);
+        assert!(typed.contains(family), "sample without a TYPE line: {line}");
+        samples.insert(series.to_owned(), value);
+    }
+    samples
+}
+
+async fn scrape(app: &TestApp) -> std::collections::HashMap<String, f64> {
+    let response = app
+        .client
+        .get(app.url("/metrics/prometheus"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    parse_exposition(&response.text().await.expect("body"))
+}
+
+#[tokio::test]
+async fn prometheus_counters_move_under_load() {
+    let app = TestApp::spawn().await;
+    let before = scrape(&app).await;
+    for _ in 0..5 {
+        let (status, _) = app.get("/api/v1/periodos").await;
+        assert_eq!(status, 200);
+    }
+    let done = app.enroll("EST0012", "2024-2", &["G-ELC102-E"]).await;
+    assert_eq!(done["status"], "SUCCESS");
+    let after = scrape(&app).await;
+
+    let value = |samples: &std::collections::HashMap<String, f64>, series: &str| {
+        samples.get(series).copied().unwrap_or(0.0)
+    };
+    let requests =
+        r#"registrar_http_requests_total{method="GET",route="/api/v1/periodos",status="200"}"#;
+    assert!(
+        value(&after, requests) - value(&before, requests) >= 5.0,
+        "{requests} did not move by 5"
+    );
+    let latency = r#"registrar_http_request_duration_seconds_count{method="GET",route="/api/v1/periodos",status="200"}"#;
+    assert!(value(&after, latency) - value(&before, latency) >= 5.0);
+    let inf_bucket = r#"registrar_http_request_duration_seconds_bucket{method="GET",route="/api/v1/periodos",status="200",le="+Inf"}"#;
+    assert!(after.contains_key(inf_bucket), "no +Inf bucket");
+    let created = r#"registrar_audit_events_total{event_type="INSCRIPTION_CREATED",error_code=""}"#;
+    assert!(value(&after, created) - value(&before, created) >= 1.0);
+    let job_runs = r#"registrar_job_duration_seconds_count{kind="inscription",outcome="success"}"#;
+    assert!(value(&after, job_runs) >= 1.0);
+    assert!(after[r#"registrar_jobs{state="SUCCESS"}"#] >= 1.0);
+    assert_eq!(after["registrar_queue_depth"], 0.0);
+    assert!(after.contains_key("registrar_queue_oldest_job_age_seconds"));
+    assert!(after.contains_key(r#"registrar_db_connections{state="idle"}"#));
+    assert_eq!(after["registrar_db_up"], 1.0);
+    app.stop().await;
+}

@@ -15,6 +15,7 @@ pub use query::{AuditFilter, AuditRecord, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 
 use crate::store::Store;
 use crate::telemetry::context;
+use crate::telemetry::metrics as names;
 
 /// Logs `event` as one line with `audit = true` and stores it. The request and correlation
 /// ids of the current request or job are filled in when the event has none. A storage
@@ -45,6 +46,12 @@ pub async fn record(store: &dyn Store, mut event: AuditEvent) {
         data = %event.data,
         "audit event"
     );
+
+    let labels = [
+        ("event_type", event.event_type.as_str().to_owned()),
+        ("error_code", event.error_code.clone().unwrap_or_default()),
+    ];
+    metrics::counter!(names::AUDIT_EVENTS_TOTAL, &labels).increment(1);
 
     if let Err(e) = store.insert_audit_event(&event).await {
         tracing::warn!(

@@ -1,7 +1,6 @@
 //! Request and correlation ids, the request log line, and the error envelope.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -16,6 +15,7 @@ use super::AppState;
 use super::error::{ApiError, envelope};
 use crate::domain::error::ErrorCode;
 use crate::telemetry::context::{self, RequestIds};
+use crate::telemetry::metrics as names;
 
 /// The ids of the request being served, available to handlers as an extension.
 #[derive(Debug, Clone)]
@@ -119,13 +119,15 @@ pub async fn envelope_and_ids(
     }
 
     let status = response.status();
-    state
-        .counters
-        .requests_total
-        .fetch_add(1, Ordering::Relaxed);
-    if status.is_server_error() {
-        state.counters.errors_total.fetch_add(1, Ordering::Relaxed);
-    }
+    state.counters.record(status.as_u16());
+    let labels = [
+        ("method", method.to_string()),
+        ("route", route.clone()),
+        ("status", status.as_u16().to_string()),
+    ];
+    metrics::counter!(names::HTTP_REQUESTS_TOTAL, &labels).increment(1);
+    metrics::histogram!(names::HTTP_REQUEST_DURATION_SECONDS, &labels)
+        .record(elapsed.as_secs_f64());
     let _entered = span.enter();
     let duration_ms = elapsed.as_secs_f64() * 1000.0;
     if status.is_server_error() {

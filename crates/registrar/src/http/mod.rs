@@ -8,14 +8,17 @@ pub mod extract;
 mod health;
 mod historial;
 mod inscripciones;
+mod metrics;
 mod middleware;
 mod periodos;
 mod queue;
 mod system;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -46,15 +49,30 @@ pub struct AppState {
     pub redis: Option<RedisHandle>,
 }
 
-/// Request counters behind `/metrics`.
+/// Request counters behind the JSON `/metrics`.
 #[derive(Default)]
 pub struct Counters {
     pub requests_total: AtomicU64,
+    /// Responses with a 5xx status.
     pub errors_total: AtomicU64,
+    pub by_status: Mutex<BTreeMap<u16, u64>>,
+}
+
+impl Counters {
+    /// Counts one finished request with its status.
+    pub fn record(&self, status: u16) {
+        self.requests_total.fetch_add(1, Ordering::Relaxed);
+        if status >= 500 {
+            self.errors_total.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut by_status = self.by_status.lock().expect("status counters lock");
+        *by_status.entry(status).or_default() += 1;
+    }
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, config: Arc<Config>, workers: Option<Arc<Workers>>) -> Self {
+        crate::telemetry::metrics::handle();
         Self {
             store,
             config,
@@ -159,7 +177,8 @@ pub fn app(state: AppState) -> NormalizePath<Router> {
         .route("/health", get(health::health))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
-        .route("/metrics", get(system::metrics))
+        .route("/metrics", get(metrics::metrics_json))
+        .route("/metrics/prometheus", get(metrics::prometheus))
         .nest("/api/v1/inscripciones", inscripciones)
         .nest("/api/v1/periodos", periodos)
         .nest("/api/v1/historial", historial)

@@ -1,12 +1,9 @@
-//! `/` and `/metrics`.
-
-use std::sync::atomic::Ordering;
+//! `/`: the service's name, version and features.
 
 use axum::extract::State;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::error::ApiError;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -25,18 +22,4 @@ pub async fn root(State(state): State<AppState>) -> axum::Json<Value> {
             "Detección de conflictos de horario",
         ],
     }))
-}
-
-pub async fn metrics(State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
-    let uptime = state.started_at.elapsed().as_secs_f64();
-    let counts = state.store.job_counts().await?;
-    Ok(axum::Json(json!({
-        "uptime": uptime,
-        "uptime_seconds": uptime,
-        "requests_total": state.counters.requests_total.load(Ordering::Relaxed),
-        "errors_total": state.counters.errors_total.load(Ordering::Relaxed),
-        "jobs_by_state": counts,
-        "database_connections": null,
-        "mode": "asynchronous",
-    })))
 }

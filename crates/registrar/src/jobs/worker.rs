@@ -22,6 +22,7 @@ use crate::domain::enrollment::{EnrollmentOutcome, EnrollmentRequest, Enrollment
 use crate::domain::error::DomainError;
 use crate::store::{Store, StoreError};
 use crate::telemetry::context::{self, RequestIds};
+use crate::telemetry::metrics as names;
 
 /// Settings of one worker pool.
 #[derive(Debug, Clone)]
@@ -103,6 +104,7 @@ pub fn start(
     settings: WorkerSettings,
     shutdown: CancellationToken,
 ) -> (Arc<Workers>, tokio::task::JoinHandle<()>) {
+    crate::telemetry::metrics::handle();
     let owner = format!("{}-{}", hostname(), uuid::Uuid::now_v7().simple());
     let workers = Arc::new(Workers {
         owner: owner.clone(),
@@ -303,7 +305,17 @@ impl Pool {
                 }
             }
         };
-        match tokio::time::timeout(self.settings.time_limit, watched).await {
+        let outcome = tokio::time::timeout(self.settings.time_limit, watched).await;
+        let outcome_label = match &outcome {
+            Ok(Ok(())) => "success",
+            Ok(Err(e)) if e.is_transient() => "retry",
+            Ok(Err(_)) => "failure",
+            Err(_) => "timeout",
+        };
+        let labels = [("kind", job.kind.as_str()), ("outcome", outcome_label)];
+        metrics::histogram!(names::JOB_DURATION_SECONDS, &labels)
+            .record(started.elapsed().as_secs_f64());
+        match outcome {
             Ok(Ok(())) => {
                 info!(
                     duration_ms = started.elapsed().as_millis() as u64,
@@ -514,6 +526,7 @@ impl Pool {
             "next_retry_in_ms": delay.as_millis() as u64,
         });
         let run_at = clock::now_ms() + delay.as_millis() as i64;
+        metrics::counter!(names::JOB_RETRIES_TOTAL, "kind" => job.kind.as_str()).increment(1);
         warn!(error = %error, attempt, delay_ms = delay.as_millis() as u64, "job retry scheduled");
         if let Err(e) = self
             .store

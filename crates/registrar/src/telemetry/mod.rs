@@ -1,8 +1,9 @@
-//! Log output: one JSON object per line by default, or human-readable text; and the ids of
-//! the request or job being served.
+//! Log output (one JSON object per line by default, or human-readable text), the ids of the
+//! request or job being served, and the Prometheus metrics.
 
 pub mod context;
 mod json;
+pub mod metrics;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::JsonFields;

@@ -279,3 +279,204 @@ async fn prometheus_counters_move_under_load() {
     assert_eq!(after["registrar_db_up"], 1.0);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn queue_stats_count_finished_jobs() {
+    let app = TestApp::spawn().await;
+    let done = app.enroll("EST0013", "2024-2", &["G-ELC102-E"]).await;
+    assert_eq!(done["status"], "SUCCESS");
+
+    let (status, stats) = app.get("/api/v1/queue/stats").await;
+    assert_eq!(status, 200);
+    assert_eq!(stats["completed_tasks"], 1);
+    assert_eq!(stats["pending_tasks"], 0);
+    assert_eq!(stats["active_tasks"], 0);
+    assert_eq!(stats["failed_tasks"], 0);
+    assert_eq!(stats["workers_online"], 1);
+    assert_eq!(stats["degraded"], false);
+
+    let (status, enhanced) = app.get("/api/v1/queue/stats/enhanced").await;
+    assert_eq!(status, 200);
+    assert_eq!(enhanced["completed_tasks"], 1);
+    assert_eq!(enhanced["queue"]["depth"], 0);
+    assert_eq!(enhanced["queue"]["degraded"], false);
+    assert_eq!(enhanced["workers"][0]["status"], "online");
+    assert!(enhanced["workers"][0]["processed_tasks"].as_u64().unwrap() >= 1);
+    assert!(enhanced["database"]["connections"]["max"].as_u64().unwrap() > 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn workers_lists_in_process_pool() {
+    let app = TestApp::spawn().await;
+    let (status, body) = app.get("/api/v1/queue/workers").await;
+    assert_eq!(status, 200);
+    let workers = body["workers"].as_array().expect("workers");
+    assert_eq!(workers.len(), 1);
+    assert_eq!(workers[0]["status"], "online");
+    assert_eq!(workers[0]["active_tasks"], 0);
+    assert_eq!(
+        workers[0]["pool"]["max_concurrency"],
+        app.config.worker_concurrency
+    );
+    assert!(workers[0]["name"].as_str().is_some_and(|n| !n.is_empty()));
+    app.stop().await;
+}
+
+/// Reads one task's status.
+async fn task_status(app: &TestApp, task_id: &str) -> String {
+    let (status, body) = app
+        .get(&format!("/api/v1/queue/tasks/{task_id}/status"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["status"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn workers_control_pauses_and_resumes() {
+    let app = TestApp::spawn().await;
+    let (status, paused) = app
+        .post(
+            "/api/v1/queue/workers/control",
+            &json!({ "action": "PAUSE" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{paused}");
+    assert_eq!(paused["action"], "pause");
+    assert_eq!(paused["workers"][0]["status"], "paused");
+    let (_, health) = app.get("/health").await;
+    assert_eq!(health["components"]["workers"], "paused");
+    assert_eq!(health["status"], "degraded");
+
+    let queued = app.enqueue("EST0014", "2024-2", &["G-ELC102-E"]).await;
+    let task_id = queued["main_task_id"].as_str().unwrap().to_owned();
+    // The pool polls every 50 ms in tests, so 20 polls pass in this window.
+    let window = std::time::Instant::now() + Duration::from_secs(1);
+    while std::time::Instant::now() < window {
+        assert_eq!(
+            task_status(&app, &task_id).await,
+            "PENDING",
+            "a paused pool claimed a job"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let (status, resumed) = app
+        .post(
+            "/api/v1/queue/workers/control",
+            &json!({ "action": "resume" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{resumed}");
+    assert_eq!(resumed["workers"][0]["status"], "online");
+    let done = app.wait_terminal(&[task_id], Duration::from_secs(30)).await;
+    assert_eq!(done[0]["status"], "SUCCESS");
+
+    let (_, audit) = app.get("/api/v1/audit?event_type=ADMIN_ACTION").await;
+    let actions: Vec<&str> = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["resume_workers", "pause_workers"]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn workers_control_rejects_unknown_action() {
+    let app = TestApp::spawn().await;
+    let (status, body) = app
+        .post(
+            "/api/v1/queue/workers/control",
+            &json!({ "action": "explode" }),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error_code"], "VALIDATION_ERROR");
+    assert_eq!(
+        body["details"]["validation_errors"][0]["field"],
+        "body -> action"
+    );
+
+    let (status, body) = app
+        .post(
+            "/api/v1/queue/workers/control",
+            &json!({ "action": "ping", "worker_name": "someone-else" }),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn workers_control_requires_admin_token() {
+    let app = TestApp::spawn_with(|c| c.admin_token = Some("s3cret".into())).await;
+    let (status, _) = app
+        .post(
+            "/api/v1/queue/workers/control",
+            &json!({ "action": "pause" }),
+        )
+        .await;
+    assert_eq!(status, 401);
+    let response = app
+        .client
+        .post(app.url("/api/v1/queue/workers/control"))
+        .bearer_auth("s3cret")
+        .json(&json!({ "action": "ping" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn queues_report_waiting_jobs() {
+    let db = fresh_db().await;
+    let config = test_config(&db);
+    let app = TestApp::start(db, config, false).await;
+    app.enqueue("EST0015", "2024-2", &["G-ELC102-E"]).await;
+    app.enqueue("EST0016", "2024-2", &["G-ELC102-E"]).await;
+
+    let (status, body) = app.get("/api/v1/queue/queues").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["degraded"], false);
+    let queues = body["queues"].as_array().unwrap();
+    let inscripciones = queues
+        .iter()
+        .find(|q| q["name"] == "inscripciones")
+        .unwrap();
+    assert_eq!(inscripciones["waiting"], 2);
+    assert!(inscripciones["oldest_job_age_seconds"].as_f64().unwrap() >= 0.0);
+    let bulk = queues
+        .iter()
+        .find(|q| q["name"] == "inscripciones_bulk")
+        .unwrap();
+    assert_eq!(bulk["waiting"], 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn unreadable_store_reports_degraded() {
+    let db = fresh_db().await;
+    let config = test_config(&db);
+    let app = TestApp::start(db, config, false).await;
+    execute(&app.db, "ALTER TABLE job RENAME TO job_hidden", &[]).await;
+
+    let (status, stats) = app.get("/api/v1/queue/stats").await;
+    assert_eq!(status, 200);
+    assert_eq!(stats["degraded"], true);
+    assert!(stats["completed_tasks"].is_null(), "{stats}");
+    let (_, metrics) = app.get("/metrics").await;
+    assert_eq!(metrics["degraded"], true);
+    assert!(metrics["jobs_by_state"].is_null(), "{metrics}");
+    let (_, queues) = app.get("/api/v1/queue/queues").await;
+    assert_eq!(queues["degraded"], true);
+    assert!(queues["queues"][0]["waiting"].is_null(), "{queues}");
+    let (status, health) = app.get("/health").await;
+    assert_eq!(status, 200);
+    assert_eq!(health["components"]["queue"], "unknown");
+    assert_eq!(health["status"], "degraded");
+    app.stop().await;
+}

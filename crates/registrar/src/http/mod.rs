@@ -10,6 +10,7 @@ mod historial;
 mod inscripciones;
 mod metrics;
 mod middleware;
+mod monitoring;
 mod periodos;
 mod queue;
 mod system;
@@ -169,7 +170,11 @@ pub fn app(state: AppState) -> NormalizePath<Router> {
         .route("/tasks/status/multiple", post(queue::status_multiple))
         .route("/tasks/{task_id}/status", get(queue::status))
         .route("/tasks/{task_id}", delete(queue::cancel))
-        .route("/stats", get(queue::stats))
+        .route("/stats", get(monitoring::stats))
+        .route("/stats/enhanced", get(monitoring::stats_enhanced))
+        .route("/workers", get(monitoring::workers))
+        .route("/workers/control", post(monitoring::control))
+        .route("/queues", get(monitoring::queues))
         .route("/health-check", post(queue::health_check));
 
     let router = Router::new()

@@ -1,5 +1,5 @@
-//! `/api/v1/queue`: enqueue enrollments (one request, per-group views, bulk), read and cancel
-//! tasks, and queue statistics.
+//! `/api/v1/queue`: enqueue enrollments (one request, per-group views, bulk), and read and
+//! cancel tasks. The monitoring endpoints under the same prefix are in `monitoring`.
 
 use std::net::SocketAddr;
 
@@ -374,18 +374,4 @@ pub async fn cancel(
         )),
         CancelOutcome::NotFound => Err(task_not_found(&task_id)),
     }
-}
-
-pub async fn stats(State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
-    let counts = state.store.job_counts().await?;
-    Ok(axum::Json(json!({
-        "active_tasks": counts.started + counts.progress,
-        "pending_tasks": counts.pending + counts.retry,
-        "completed_tasks": counts.success,
-        "failed_tasks": counts.failure,
-        "revoked_tasks": counts.revoked,
-        "workers_online": usize::from(state.workers.is_some()),
-        "degraded": false,
-        "source": "database",
-    })))
 }

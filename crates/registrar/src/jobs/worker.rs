@@ -52,6 +52,8 @@ pub struct Workers {
 #[derive(Default)]
 struct PoolStatus {
     paused: AtomicBool,
+    /// Taken by the claim loop around each pause check and claim.
+    claim_gate: tokio::sync::Mutex<()>,
     stopped: AtomicBool,
     active: AtomicUsize,
     /// Job attempts this pool finished since start, including attempts that were retried.
@@ -74,9 +76,12 @@ impl Workers {
         self.wake.notify_one();
     }
 
-    /// Stops claiming new jobs. Running jobs finish, and their leases keep being renewed.
-    pub fn pause(&self) {
+    /// Stops claiming new jobs: once this returns, no further job is claimed until
+    /// [`Workers::resume`]. Running jobs finish, and their leases keep being renewed.
+    pub async fn pause(&self) {
         self.status.paused.store(true, Ordering::SeqCst);
+        // Waits for a claim that started before the flag was set.
+        drop(self.status.claim_gate.lock().await);
         info!(owner = %self.owner, "worker pool paused");
     }
 
@@ -167,6 +172,9 @@ impl Pool {
         let mut tasks = JoinSet::new();
 
         while !shutdown.is_cancelled() {
+            // Held from the pause check to the end of the claim, so that a pause waits for a
+            // claim already under way.
+            let gate = self.status.claim_gate.lock().await;
             let free = if self.status.paused.load(Ordering::SeqCst) {
                 0
             } else {
@@ -183,6 +191,7 @@ impl Pool {
             } else {
                 Vec::new()
             };
+            drop(gate);
             let claimed_count = claimed.len();
             for job in claimed {
                 tasks.spawn(self.clone().run_job(job));

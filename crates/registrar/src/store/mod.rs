@@ -29,7 +29,7 @@ use crate::domain::model::{Inscripcion, Periodo};
 use crate::domain::views::{
     EnrollmentStatistics, InscripcionConGrupos, InscripcionFull, MateriaRef, PeriodoUpdate,
 };
-use crate::jobs::model::{CancelOutcome, Job, JobCounts, JobUpdate, NewJob, TaskRef};
+use crate::jobs::model::{CancelOutcome, Job, JobCounts, JobKind, JobUpdate, NewJob, TaskRef};
 
 /// The database engine behind a store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -285,9 +285,24 @@ pub trait Store: Send + Sync {
 
     async fn job_counts(&self) -> Result<JobCounts, StoreError>;
 
-    /// Counts the jobs waiting to run (`PENDING` or `RETRY`) and finds the oldest one's
-    /// creation time.
-    async fn queue_depth(&self) -> Result<QueueDepth, StoreError>;
+    /// Counts the jobs waiting to run (`PENDING` or `RETRY`) of each kind that has any, and
+    /// finds the oldest one's creation time.
+    async fn queue_depth_by_kind(&self) -> Result<Vec<(JobKind, QueueDepth)>, StoreError>;
+
+    /// Counts every waiting job and finds the oldest one's creation time.
+    async fn queue_depth(&self) -> Result<QueueDepth, StoreError> {
+        let by_kind = self.queue_depth_by_kind().await?;
+        let mut total = QueueDepth::default();
+        for (_, depth) in by_kind {
+            total.waiting += depth.waiting;
+            total.oldest_created_at_ms =
+                match (total.oldest_created_at_ms, depth.oldest_created_at_ms) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+        }
+        Ok(total)
+    }
 
     /// Returns the connection pool's current use, without waiting.
     fn pool_stats(&self) -> PoolStats;
@@ -377,6 +392,22 @@ pub(crate) fn assemble_tasks(
                 };
                 job.completed_at.is_none_or(|at| at >= expired_before_ms)
             })
+        })
+        .collect()
+}
+
+/// Turns `(kind, waiting, oldest created_at)` rows from `SELECT_QUEUE_DEPTH` into depths.
+pub(crate) fn queue_depths_from_rows(
+    rows: Vec<(String, i64, Option<i64>)>,
+) -> Result<Vec<(JobKind, QueueDepth)>, StoreError> {
+    rows.into_iter()
+        .map(|(kind, waiting, oldest_created_at_ms)| {
+            let kind = JobKind::parse(&kind).ok_or_else(|| StoreError::corrupt("job", kind))?;
+            let depth = QueueDepth {
+                waiting,
+                oldest_created_at_ms,
+            };
+            Ok((kind, depth))
         })
         .collect()
 }

@@ -39,7 +39,7 @@ use crate::domain::model::{Inscripcion, PERIODO_ACTIVO, Periodo};
 use crate::domain::views::{
     EnrollmentStatistics, InscripcionConGrupos, InscripcionFull, MateriaRef, PeriodoUpdate,
 };
-use crate::jobs::model::{CancelOutcome, Job, JobCounts, JobUpdate, NewJob, TaskRef};
+use crate::jobs::model::{CancelOutcome, Job, JobCounts, JobKind, JobUpdate, NewJob, TaskRef};
 
 /// Connection settings for the PostgreSQL store.
 #[derive(Debug, Clone)]
@@ -582,15 +582,11 @@ impl Store for PgStore {
         self.purge(before_ms).await
     }
 
-    async fn queue_depth(&self) -> Result<QueueDepth, StoreError> {
-        let (waiting, oldest_created_at_ms): (i64, Option<i64>) =
-            sqlx::query_as(sql::SELECT_QUEUE_DEPTH)
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(QueueDepth {
-            waiting,
-            oldest_created_at_ms,
-        })
+    async fn queue_depth_by_kind(&self) -> Result<Vec<(JobKind, QueueDepth)>, StoreError> {
+        let rows: Vec<(String, i64, Option<i64>)> = sqlx::query_as(sql::SELECT_QUEUE_DEPTH)
+            .fetch_all(&self.pool)
+            .await?;
+        super::queue_depths_from_rows(rows)
     }
 
     fn pool_stats(&self) -> PoolStats {

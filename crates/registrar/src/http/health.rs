@@ -167,6 +167,12 @@ pub fn oldest_age_seconds(depth: &QueueDepth) -> f64 {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "system",
+    responses((status = 200, description = "Healthy or degraded, with each component", body = crate::http::schemas::Health), (status = 503, description = "A required component is down; details has components and checks", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn health(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let (database, redis, queue) = tokio::join!(
         check_database(&state),
@@ -228,11 +234,23 @@ pub async fn health(State(state): State<AppState>) -> Result<impl IntoResponse, 
 
 /// Liveness: the process serves HTTP. It checks nothing else, so an orchestrator restarts
 /// the process only when it hangs.
+#[utoipa::path(
+    get,
+    path = "/health/live",
+    tag = "system",
+    responses((status = 200, description = "The process serves HTTP", body = crate::http::schemas::Probe))
+)]
 pub async fn live() -> axum::Json<Value> {
     axum::Json(json!({ "status": "alive", "timestamp": clock::now_rfc3339() }))
 }
 
 /// Readiness: the required components are up, so this process can take traffic.
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    tag = "system",
+    responses((status = 200, description = "Ready for traffic", body = crate::http::schemas::Probe), (status = 503, description = "The database or this process's worker pool is down", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn ready(State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
     let database = check_database(&state).await;
     let workers = check_workers(&state);

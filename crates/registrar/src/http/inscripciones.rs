@@ -67,6 +67,13 @@ async fn load_full(state: &AppState, codigo: &str) -> Result<InscripcionFull, Ap
 }
 
 /// `POST /api/v1/inscripciones/`: queues the enrollment and responds 202 at once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/inscripciones",
+    tag = "inscripciones",
+    request_body = crate::domain::validation::InscripcionCreate,
+    responses((status = 202, description = "Queued", body = crate::http::schemas::AsyncCreated), (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn create_async(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
@@ -88,6 +95,13 @@ pub async fn create_async(
 
 /// `POST /api/v1/inscripciones/sync`: enrolls within the request; an existing inscription
 /// for the period is `INSCRIPCION_DUPLICADA`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/inscripciones/sync",
+    tag = "inscripciones",
+    request_body = crate::domain::validation::InscripcionCreate,
+    responses((status = 201, description = "Enrolled in every group", body = crate::http::schemas::Inscripcion), (status = 403, description = "Student blocked, inactive or suspended", body = crate::http::schemas::ErrorEnvelope), (status = 404, description = "Student, period or group not found", body = crate::http::schemas::ErrorEnvelope), (status = 409, description = "Rejected by an enrollment rule: GRUPO_SIN_CUPO, CONFLICTO_HORARIO, INSCRIPCION_DUPLICADA, …", body = crate::http::schemas::ErrorEnvelope), (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn create_sync(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<InscripcionCreate>,
@@ -138,6 +152,13 @@ pub async fn create_sync(
     Ok((StatusCode::CREATED, axum::Json(inscripcion_json(&full))))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/inscripciones/{codigo_inscripcion}",
+    tag = "inscripciones",
+    params(("codigo_inscripcion" = String, Path, description = "Inscription code")),
+    responses((status = 200, description = "The inscription", body = crate::http::schemas::Inscripcion), (status = 404, description = "Inscription not found", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn get_one(
     State(state): State<AppState>,
     Path(codigo): Path<String>,
@@ -146,6 +167,13 @@ pub async fn get_one(
     Ok(axum::Json(inscripcion_json(&full)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/inscripciones/estudiante/{registro_academico}",
+    tag = "inscripciones",
+    params(("registro_academico" = String, Path, description = "Student id")),
+    responses((status = 200, description = "The student's inscriptions, newest first", body = crate::http::schemas::InscripcionList))
+)]
 pub async fn by_student(
     State(state): State<AppState>,
     Path(registro_academico): Path<String>,
@@ -170,6 +198,13 @@ pub async fn by_student(
     Ok(axum::Json(json!({ "inscripciones": items })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/inscripciones/periodo/{codigo_periodo}",
+    tag = "inscripciones",
+    params(("codigo_periodo" = String, Path, description = "Period code")),
+    responses((status = 200, description = "The period's inscriptions", body = crate::http::schemas::InscripcionList))
+)]
 pub async fn by_period(
     State(state): State<AppState>,
     Path(codigo_periodo): Path<String>,
@@ -195,6 +230,14 @@ pub struct InscripcionUpdate {
     fecha_inscripcion: Option<String>,
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/inscripciones/{codigo_inscripcion}",
+    tag = "inscripciones",
+    request_body = crate::http::schemas::InscripcionUpdateBody,
+    params(("codigo_inscripcion" = String, Path, description = "Inscription code")),
+    responses((status = 200, description = "The updated inscription", body = crate::http::schemas::Inscripcion), (status = 404, description = "Inscription not found", body = crate::http::schemas::ErrorEnvelope), (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn update(
     State(state): State<AppState>,
     Path(codigo): Path<String>,
@@ -224,6 +267,13 @@ pub fn parse_date_field(field: &str, text: &str) -> Result<Date, ApiError> {
     })
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/inscripciones/{codigo_inscripcion}",
+    tag = "inscripciones",
+    params(("codigo_inscripcion" = String, Path, description = "Inscription code")),
+    responses((status = 204, description = "Deleted; its seats are free"), (status = 404, description = "Inscription not found", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn delete_one(
     State(state): State<AppState>,
     Path(codigo): Path<String>,
@@ -243,6 +293,13 @@ pub async fn delete_one(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/inscripciones/{codigo_inscripcion}/grupos/{codigo_grupo}",
+    tag = "inscripciones",
+    params(("codigo_inscripcion" = String, Path, description = "Inscription code"), ("codigo_grupo" = String, Path, description = "Group code")),
+    responses((status = 200, description = "Group added", body = crate::http::schemas::GroupAdded), (status = 404, description = "Inscription or group not found", body = crate::http::schemas::ErrorEnvelope), (status = 409, description = "Rejected by an enrollment rule: GRUPO_SIN_CUPO, CONFLICTO_HORARIO, INSCRIPCION_DUPLICADA, …", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn add_group(
     State(state): State<AppState>,
     Path((codigo, grupo)): Path<(String, String)>,
@@ -293,6 +350,13 @@ pub async fn add_group(
     })))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/inscripciones/{codigo_inscripcion}/grupos/{codigo_grupo}",
+    tag = "inscripciones",
+    params(("codigo_inscripcion" = String, Path, description = "Inscription code"), ("codigo_grupo" = String, Path, description = "Group code")),
+    responses((status = 200, description = "Group dropped; its seat is free", body = crate::http::schemas::GroupDropped), (status = 404, description = "Inscription detail not found", body = crate::http::schemas::ErrorEnvelope), (status = 409, description = "The period is not ACTIVO", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn drop_group(
     State(state): State<AppState>,
     Path((codigo, grupo)): Path<(String, String)>,
@@ -313,6 +377,12 @@ pub async fn drop_group(
     })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/inscripciones/estadisticas/general",
+    tag = "inscripciones",
+    responses((status = 200, description = "Enrollment statistics", body = crate::http::schemas::EnrollmentStatistics))
+)]
 pub async fn statistics(State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
     let stats = state.store.enrollment_statistics().await?;
     let per_period: serde_json::Map<String, Value> = stats

@@ -13,8 +13,14 @@ use super::health::oldest_age_seconds;
 use crate::jobs::model::JobState;
 use crate::telemetry::metrics as names;
 
-/// Reports the contract's `/metrics` keys. A store that cannot be read gives `null` job
-/// figures and `degraded: true`, never zeros.
+/// Reports uptime, requests by status, jobs by state, the queue and the database pool. A store
+/// that cannot be read gives `null` job figures and `degraded: true`, never zeros.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "system",
+    responses((status = 200, description = "Live figures; null with degraded: true when the store cannot be read", body = crate::http::schemas::MetricsJson))
+)]
 pub async fn metrics_json(State(state): State<AppState>) -> axum::Json<Value> {
     let uptime = state.started_at.elapsed().as_secs_f64();
     let (counts, depth) = tokio::join!(state.store.job_counts(), state.store.queue_depth());
@@ -62,8 +68,14 @@ pub async fn metrics_json(State(state): State<AppState>) -> axum::Json<Value> {
     }))
 }
 
-/// Sets the gauges that are read from the store and the pool at scrape time, then renders
-/// every metric as Prometheus text.
+/// Renders every metric in Prometheus text format, after refreshing the gauges that are read
+/// from the store and the pool.
+#[utoipa::path(
+    get,
+    path = "/metrics/prometheus",
+    tag = "system",
+    responses((status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain", body = String))
+)]
 pub async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
     let (counts, depth) = tokio::join!(state.store.job_counts(), state.store.queue_depth());
     let store_up = match (counts, depth) {

@@ -3,6 +3,7 @@
 
 mod admin;
 mod audit;
+pub mod docs;
 pub mod error;
 pub mod extract;
 mod health;
@@ -13,6 +14,8 @@ mod middleware;
 mod monitoring;
 mod periodos;
 mod queue;
+pub mod routes;
+pub mod schemas;
 mod system;
 
 use std::collections::BTreeMap;
@@ -25,7 +28,6 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderValue;
-use axum::routing::{delete, get, post};
 use tower::Layer;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
@@ -100,95 +102,11 @@ impl AppState {
 /// Builds the router. Paths with a trailing slash are served as the same route.
 pub fn app(state: AppState) -> NormalizePath<Router> {
     let body_limit = state.config.max_body_bytes;
-    let inscripciones = Router::new()
-        .route("/", post(inscripciones::create_async))
-        .route("/sync", post(inscripciones::create_sync))
-        .route("/estadisticas/general", get(inscripciones::statistics))
-        .route(
-            "/estudiante/{registro_academico}",
-            get(inscripciones::by_student),
-        )
-        .route("/periodo/{codigo_periodo}", get(inscripciones::by_period))
-        .route(
-            "/{codigo_inscripcion}",
-            get(inscripciones::get_one)
-                .put(inscripciones::update)
-                .delete(inscripciones::delete_one),
-        )
-        .route(
-            "/{codigo_inscripcion}/grupos/{codigo_grupo}",
-            post(inscripciones::add_group).delete(inscripciones::drop_group),
-        );
-    let periodos = Router::new()
-        .route("/", post(periodos::create).get(periodos::list))
-        .route("/activo", get(periodos::active))
-        .route(
-            "/{codigo_periodo}",
-            get(periodos::get_one).put(periodos::update),
-        )
-        .route("/{codigo_periodo}/activar", post(periodos::activate))
-        .route("/{codigo_periodo}/cerrar", post(periodos::close));
-    let historial = Router::new()
-        .route("/", post(historial::create))
-        .route(
-            "/{id_historial}",
-            get(historial::get_one)
-                .put(historial::update)
-                .delete(historial::delete_one),
-        )
-        .route(
-            "/estudiante/{registro_academico}",
-            get(historial::by_student),
-        )
-        .route(
-            "/estudiante/{registro_academico}/por-periodo",
-            get(historial::por_periodo),
-        )
-        .route(
-            "/estudiante/{registro_academico}/resumen",
-            get(historial::resumen_estudiante),
-        )
-        .route(
-            "/estudiante/{registro_academico}/estado/{estado}",
-            get(historial::by_estado),
-        )
-        .route(
-            "/reportes/estudiantes-por-materia/{sigla_materia}",
-            get(historial::report_materia),
-        )
-        .route(
-            "/reportes/rendimiento-periodo/{codigo_periodo}",
-            get(historial::report_periodo),
-        );
-    let queue = Router::new()
-        .route("/inscripciones/async", post(queue::enqueue_async))
-        .route(
-            "/inscripciones/async-by-groups",
-            post(queue::enqueue_by_groups),
-        )
-        .route("/inscripciones/bulk-async", post(queue::enqueue_bulk))
-        .route("/tasks/status/multiple", post(queue::status_multiple))
-        .route("/tasks/{task_id}/status", get(queue::status))
-        .route("/tasks/{task_id}", delete(queue::cancel))
-        .route("/stats", get(monitoring::stats))
-        .route("/stats/enhanced", get(monitoring::stats_enhanced))
-        .route("/workers", get(monitoring::workers))
-        .route("/workers/control", post(monitoring::control))
-        .route("/queues", get(monitoring::queues))
-        .route("/health-check", post(queue::health_check));
-
-    let router = Router::new()
-        .route("/", get(system::root))
-        .route("/health", get(health::health))
-        .route("/health/live", get(health::live))
-        .route("/health/ready", get(health::ready))
-        .route("/metrics", get(metrics::metrics_json))
-        .route("/metrics/prometheus", get(metrics::prometheus))
-        .nest("/api/v1/inscripciones", inscripciones)
-        .nest("/api/v1/periodos", periodos)
-        .nest("/api/v1/historial", historial)
-        .nest("/api/v1/queue", queue)
-        .route("/api/v1/audit", get(audit::list))
+    let mut router = Router::new();
+    for route in routes::table() {
+        router = router.route(route.path, route.handler);
+    }
+    let router = router
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

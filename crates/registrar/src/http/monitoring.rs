@@ -64,6 +64,12 @@ async fn queue_stats(state: &AppState) -> Map<String, Value> {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/queue/stats",
+    tag = "queue",
+    responses((status = 200, description = "Job counts by state and workers online", body = crate::http::schemas::QueueStats))
+)]
 pub async fn stats(State(state): State<AppState>) -> axum::Json<Value> {
     axum::Json(Value::Object(queue_stats(&state).await))
 }
@@ -131,12 +137,24 @@ pub async fn enhanced_stats(state: &AppState) -> Map<String, Value> {
     stats
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/queue/stats/enhanced",
+    tag = "queue",
+    responses((status = 200, description = "The stats figures plus queue, workers and database pool", body = crate::http::schemas::EnhancedStats))
+)]
 pub async fn stats_enhanced(State(state): State<AppState>) -> axum::Json<Value> {
     axum::Json(Value::Object(enhanced_stats(&state).await))
 }
 
 /// Lists this process's worker pool. Pools in other processes share the database but are not
 /// listed, because they report nowhere but their own process.
+#[utoipa::path(
+    get,
+    path = "/api/v1/queue/workers",
+    tag = "queue",
+    responses((status = 200, description = "This process's worker pool", body = crate::http::schemas::WorkersList))
+)]
 pub async fn workers(State(state): State<AppState>) -> axum::Json<Value> {
     let workers: Vec<Value> = state
         .workers
@@ -159,6 +177,13 @@ const CONTROL_ACTIONS: &[&str] = &["pause", "resume", "stop", "ping", "restart"]
 /// Applies an operator's `POST /workers/control` to this process's pool. `pause` (and its
 /// alias `stop`) stops claiming jobs while running ones finish, and `resume` undoes it.
 /// `ping` reports the pool, and `restart` is left to the process supervisor.
+#[utoipa::path(
+    post,
+    path = "/api/v1/queue/workers/control",
+    tag = "queue",
+    request_body = crate::http::schemas::WorkerControlBody,
+    responses((status = 200, description = "Applied", body = crate::http::schemas::WorkerControlResult), (status = 400, description = "Unknown action", body = crate::http::schemas::ErrorEnvelope), (status = 404, description = "No such worker in this process", body = crate::http::schemas::ErrorEnvelope), (status = 401, description = "Operator endpoint without the bearer token", body = crate::http::schemas::ErrorEnvelope), (status = 403, description = "Wrong token, or a non-loopback client while ADMIN_TOKEN is unset", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn control(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -235,6 +260,12 @@ fn queue_name(kind: JobKind) -> &'static str {
 
 /// Lists one queue per job kind with its waiting jobs. All kinds share the job table and
 /// every worker pool consumes all of them.
+#[utoipa::path(
+    get,
+    path = "/api/v1/queue/queues",
+    tag = "queue",
+    responses((status = 200, description = "One queue per job kind with its waiting jobs", body = crate::http::schemas::QueuesList))
+)]
 pub async fn queues(State(state): State<AppState>) -> axum::Json<Value> {
     let depths = match state.store.queue_depth_by_kind().await {
         Ok(depths) => Some(depths),

@@ -71,6 +71,13 @@ fn task_response(task_id: &str, message: String, ctx: &RequestContext) -> Value 
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/queue/inscripciones/async",
+    tag = "queue",
+    request_body = crate::domain::validation::InscripcionCreate,
+    responses((status = 202, description = "Queued", body = crate::http::schemas::TaskResponse), (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn enqueue_async(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
@@ -92,6 +99,13 @@ pub async fn enqueue_async(
 
 /// Queues one atomic job for the whole request. Each group gets a view id that reports the
 /// same outcome from that group's side.
+#[utoipa::path(
+    post,
+    path = "/api/v1/queue/inscripciones/async-by-groups",
+    tag = "queue",
+    request_body = crate::domain::validation::InscripcionCreate,
+    responses((status = 202, description = "Queued as one atomic job with a view id per group", body = crate::http::schemas::MultipleTasksResponse), (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn enqueue_by_groups(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
@@ -121,6 +135,13 @@ pub async fn enqueue_by_groups(
     Ok((StatusCode::ACCEPTED, axum::Json(response)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/queue/inscripciones/bulk-async",
+    tag = "queue",
+    request_body = Vec<crate::domain::validation::InscripcionCreate>,
+    responses((status = 202, description = "Queued; items run in order, each atomic", body = crate::http::schemas::TaskResponse), (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn enqueue_bulk(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
@@ -174,6 +195,12 @@ pub async fn enqueue_bulk(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/queue/health-check",
+    tag = "queue",
+    responses((status = 202, description = "A no-op job queued for a worker", body = crate::http::schemas::TaskResponse))
+)]
 pub async fn health_check(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
@@ -262,6 +289,13 @@ fn task_not_found(id: &str) -> ApiError {
     )
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/queue/tasks/{task_id}/status",
+    tag = "queue",
+    params(("task_id" = String, Path, description = "Task id or group view id")),
+    responses((status = 200, description = "The task's state", body = crate::http::schemas::TaskStatus), (status = 404, description = "TASK_NOT_FOUND: unknown or expired", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn status(
     State(state): State<AppState>,
     Path(task_id): Path<String>,
@@ -278,6 +312,13 @@ pub async fn status(
 const MAX_STATUS_IDS: usize = 500;
 
 /// Accepts a JSON array of ids, or a single string (PowerShell sends one-element arrays so).
+#[utoipa::path(
+    post,
+    path = "/api/v1/queue/tasks/status/multiple",
+    tag = "queue",
+    request_body = Vec<String>,
+    responses((status = 200, description = "One status per id, in request order", body = Vec<crate::http::schemas::TaskStatus>), (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn status_multiple(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<Value>,
@@ -349,6 +390,13 @@ pub async fn status_multiple(
     Ok(axum::Json(Value::Array(out)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/queue/tasks/{task_id}",
+    tag = "queue",
+    params(("task_id" = String, Path, description = "Task id")),
+    responses((status = 204, description = "Revoked before it finished"), (status = 404, description = "TASK_NOT_FOUND", body = crate::http::schemas::ErrorEnvelope), (status = 409, description = "TASK_ALREADY_FINISHED", body = crate::http::schemas::ErrorEnvelope), (status = 401, description = "Operator endpoint without the bearer token", body = crate::http::schemas::ErrorEnvelope), (status = 403, description = "Wrong token, or a non-loopback client while ADMIN_TOKEN is unset", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn cancel(
     State(state): State<AppState>,
     headers: HeaderMap,

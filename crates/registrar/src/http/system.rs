@@ -7,6 +7,12 @@ use super::AppState;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "system",
+    responses((status = 200, description = "Service name, version and features", body = crate::http::schemas::RootInfo))
+)]
 pub async fn root(State(state): State<AppState>) -> axum::Json<Value> {
     axum::Json(json!({
         "message": format!("{} - servicio de inscripciones", state.config.app_name),

@@ -6,9 +6,12 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::audit::{self, AuditEvent, AuditEventType};
 use crate::config::{Config, parse_breaker_overrides, redact_url};
 use crate::jobs::worker::{self, WorkerSettings, Workers};
-use crate::resilience::breaker::{BreakerConfig, Breakers, DEFAULT_BREAKERS, InvalidBreakers};
+use crate::resilience::breaker::{
+    BreakerConfig, BreakerState, Breakers, DEFAULT_BREAKERS, InvalidBreakers,
+};
 use crate::saga::participants::Participants;
 use crate::saga::runner::SagaRunner;
 use crate::seed::demo_catalog;
@@ -16,6 +19,7 @@ use crate::shared_state::RedisHandle;
 use crate::store::postgres::{PgSettings, PgStore};
 use crate::store::sqlite::{SqliteSettings, SqliteStore};
 use crate::store::{Store, StoreError};
+use crate::telemetry::metrics as names;
 
 /// Opens the store that `DATABASE_URL` names and applies its migrations.
 pub async fn connect_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
@@ -78,6 +82,7 @@ pub fn worker_settings(config: &Config) -> WorkerSettings {
 pub fn build_breakers(
     config: &Config,
     redis: Option<RedisHandle>,
+    store: Option<Arc<dyn Store>>,
 ) -> Result<Breakers, InvalidBreakers> {
     let mut configs: Vec<(String, BreakerConfig)> = DEFAULT_BREAKERS
         .iter()
@@ -113,16 +118,38 @@ pub fn build_breakers(
         .breakers(configs)
         .redis(redis)
         .key_prefix(format!("{}circuit_breaker:", config.redis_key_prefix))
-        .on_transition(|t| {
-            tracing::info!(
-                audit = true,
-                event_type = "CIRCUIT_BREAKER_STATE_CHANGED",
-                circuit_breaker = %t.breaker,
-                from = t.from.as_str(),
-                to = t.to.as_str(),
-                reason = t.reason.as_str(),
-                "circuit breaker state changed"
-            );
+        .on_transition(move |t| {
+            let labels = [
+                ("breaker", t.breaker.clone()),
+                ("from", t.from.as_str().to_owned()),
+                ("to", t.to.as_str().to_owned()),
+            ];
+            metrics::counter!(names::CIRCUIT_BREAKER_TRANSITIONS_TOTAL, &labels).increment(1);
+            let level = match t.to {
+                BreakerState::Closed => 0.0,
+                BreakerState::HalfOpen => 1.0,
+                BreakerState::Open => 2.0,
+            };
+            metrics::gauge!(names::CIRCUIT_BREAKER_STATE, "breaker" => t.breaker.clone())
+                .set(level);
+            // The hook runs on the caller's task, inside the breaker's lock: the audit
+            // write goes to its own task.
+            if let (Some(store), Ok(runtime)) =
+                (store.clone(), tokio::runtime::Handle::try_current())
+            {
+                let event = AuditEvent::new(
+                    AuditEventType::CircuitBreakerStateChanged,
+                    "circuit_breaker",
+                    "transition",
+                )
+                .entity_id(&t.breaker)
+                .data(serde_json::json!({
+                    "from": t.from.as_str(),
+                    "to": t.to.as_str(),
+                    "reason": t.reason.as_str(),
+                }));
+                runtime.spawn(async move { audit::record(store.as_ref(), event).await });
+            }
         })
         .build()
 }

@@ -79,6 +79,8 @@ pub struct Config {
     /// `failure_threshold`, `recovery_timeout`, `success_threshold`, `timeout` and
     /// `half_open_permits` (times in seconds).
     pub circuit_breakers: String,
+    /// Seconds the oldest waiting job may wait before `/health` reports the queue backlogged.
+    pub queue_backlog_alert_seconds: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,6 +131,7 @@ impl Default for Config {
             saga_step_attempts: 3,
             saga_ttl_hours: 24,
             circuit_breakers: String::new(),
+            queue_backlog_alert_seconds: 120,
         }
     }
 }
@@ -223,6 +226,11 @@ impl Config {
         }
         if let Err(e) = parse_breaker_overrides(&self.circuit_breakers) {
             return Err(ConfigError(format!("CIRCUIT_BREAKERS: {e}")));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
+            return Err(ConfigError(format!(
+                "LOG_LEVEL: {e}; use a level such as info or a filter such as info,sqlx=warn"
+            )));
         }
         if let Some(token) = &self.admin_token
             && token.is_empty()

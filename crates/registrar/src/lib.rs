@@ -3,6 +3,7 @@
 //! the enrollments.
 
 pub mod app;
+pub mod audit;
 pub mod clock;
 pub mod config;
 pub mod domain;

@@ -153,7 +153,7 @@ async fn run_import(store: &dyn Store, path: &Path, dry_run: bool) -> anyhow::Re
 
 async fn run_worker(config: Config, store: Arc<dyn Store>) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    let breakers = app::build_breakers(&config, app::connect_redis(&config)?)?;
+    let breakers = app::build_breakers(&config, app::connect_redis(&config)?, Some(store.clone()))?;
     let (_workers, handle) = app::start_workers(store, &config, breakers, shutdown.clone());
     app::shutdown_signal().await;
     shutdown.cancel();
@@ -169,7 +169,7 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let redis = app::connect_redis(&config)?;
-    let breakers = app::build_breakers(&config, redis.clone())?;
+    let breakers = app::build_breakers(&config, redis.clone(), Some(store.clone()))?;
     let (workers, worker_handle) = if no_workers {
         (None, None)
     } else {

@@ -157,7 +157,7 @@ async fn body_keys_follow_the_body_and_a_business_error_runs_afresh() {
         "{key}"
     );
     let main = first["main_task_id"].as_str().expect("id").to_owned();
-    let done = app.wait_terminal(&[main.clone()], WAIT).await;
+    let done = app.wait_terminal(std::slice::from_ref(&main), WAIT).await;
     assert_eq!(
         done[0]["result"]["error_code"], "GRUPO_SIN_CUPO",
         "{}",
@@ -194,7 +194,7 @@ async fn a_drop_invalidates_the_students_keys() {
     let (_, _, first) = app.post_with(BY_GROUPS, &headers, &request).await;
     let first: Value = serde_json::from_str(&first).expect("json");
     let main = first["main_task_id"].as_str().expect("id").to_owned();
-    let done = app.wait_terminal(&[main.clone()], WAIT).await;
+    let done = app.wait_terminal(std::slice::from_ref(&main), WAIT).await;
     let codigo = done[0]["result"]["data"]["codigo_inscripcion"]
         .as_str()
         .expect("codigo")

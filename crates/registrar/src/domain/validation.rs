@@ -19,7 +19,7 @@ pub const MAX_SEMESTRE: usize = 10;
 pub const MAX_ESTADO_PERIODO: usize = 15;
 
 /// The `InscripcionCreate` body as clients send it, before validation.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct InscripcionCreate {
     pub registro_academico: String,
     pub codigo_periodo: String,

@@ -202,6 +202,13 @@ fn parse_update(body: &Map<String, Value>) -> Result<HistorialUpdate, ApiError> 
 }
 
 /// `POST /api/v1/historial/`: records a grade, dated today (UTC).
+#[utoipa::path(
+    post,
+    path = "/api/v1/historial",
+    tag = "historial",
+    request_body = crate::http::schemas::HistorialBody,
+    responses((status = 201, description = "Created, dated today (UTC)", body = crate::http::schemas::HistorialRecord), (status = 404, description = "Student, materia or period not found", body = crate::http::schemas::ErrorEnvelope), (status = 409, description = "HISTORIAL_DUPLICADO", body = crate::http::schemas::ErrorEnvelope), (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn create(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<Map<String, Value>>,
@@ -219,6 +226,13 @@ pub async fn create(
     Ok((StatusCode::CREATED, axum::Json(record_json(&record))))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/historial/{id_historial}",
+    tag = "historial",
+    params(("id_historial" = String, Path, description = "Academic record row id (an integer)")),
+    responses((status = 200, description = "The row, expanded", body = crate::http::schemas::HistorialDetail), (status = 404, description = "Row not found", body = crate::http::schemas::ErrorEnvelope), (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn get_one(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -263,6 +277,13 @@ fn query_param<'a>(params: &'a HashMap<String, String>, name: &str) -> Option<&'
 
 /// `GET …/estudiante/{registro_academico}?codigo_periodo=&estado=`: newest first. An unknown
 /// student has an empty record.
+#[utoipa::path(
+    get,
+    path = "/api/v1/historial/estudiante/{registro_academico}",
+    tag = "historial",
+    params(("registro_academico" = String, Path, description = "Student id"), ("codigo_periodo" = Option<String>, Query, description = "Only this period"), ("estado" = Option<String>, Query, description = "Only APROBADA, REPROBADA or RETIRADA")),
+    responses((status = 200, description = "The student's rows, newest first", body = Vec<crate::http::schemas::HistorialRecord>), (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn by_student(
     State(state): State<AppState>,
     Path(registro_academico): Path<String>,
@@ -275,6 +296,13 @@ pub async fn by_student(
     Ok(list_json(&records))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/historial/estudiante/{registro_academico}/estado/{estado}",
+    tag = "historial",
+    params(("registro_academico" = String, Path, description = "Student id"), ("estado" = String, Path, description = "APROBADA, REPROBADA or RETIRADA")),
+    responses((status = 200, description = "The student's rows in that state", body = Vec<crate::http::schemas::HistorialRecord>), (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn by_estado(
     State(state): State<AppState>,
     Path((registro_academico, estado)): Path<(String, String)>,
@@ -283,6 +311,13 @@ pub async fn by_estado(
     Ok(list_json(&records))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/historial/estudiante/{registro_academico}/por-periodo",
+    tag = "historial",
+    params(("registro_academico" = String, Path, description = "Student id")),
+    responses((status = 200, description = "The student's rows grouped by period", body = Vec<crate::http::schemas::HistorialPorPeriodo>))
+)]
 pub async fn por_periodo(
     State(state): State<AppState>,
     Path(registro_academico): Path<String>,
@@ -302,6 +337,13 @@ pub async fn por_periodo(
     Ok(axum::Json(Value::Array(periods)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/historial/estudiante/{registro_academico}/resumen",
+    tag = "historial",
+    params(("registro_academico" = String, Path, description = "Student id")),
+    responses((status = 200, description = "The student's totals and average", body = crate::http::schemas::HistorialResumen))
+)]
 pub async fn resumen_estudiante(
     State(state): State<AppState>,
     Path(registro_academico): Path<String>,
@@ -320,6 +362,14 @@ pub async fn resumen_estudiante(
 }
 
 /// `PUT /api/v1/historial/{id_historial}`: sets the fields present in the body.
+#[utoipa::path(
+    put,
+    path = "/api/v1/historial/{id_historial}",
+    tag = "historial",
+    request_body = crate::http::schemas::HistorialBody,
+    params(("id_historial" = String, Path, description = "Academic record row id (an integer)")),
+    responses((status = 200, description = "The updated row", body = crate::http::schemas::HistorialRecord), (status = 404, description = "Row not found", body = crate::http::schemas::ErrorEnvelope), (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn update(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -332,6 +382,13 @@ pub async fn update(
     Ok(axum::Json(record_json(&record)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/historial/{id_historial}",
+    tag = "historial",
+    params(("id_historial" = String, Path, description = "Academic record row id (an integer)")),
+    responses((status = 204, description = "Deleted"), (status = 404, description = "Row not found", body = crate::http::schemas::ErrorEnvelope), (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn delete_one(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -344,6 +401,13 @@ pub async fn delete_one(
 
 /// `GET …/reportes/estudiantes-por-materia/{sigla}?codigo_periodo=`: the materia's students
 /// with their states and grades, by period and student, and the totals over them.
+#[utoipa::path(
+    get,
+    path = "/api/v1/historial/reportes/estudiantes-por-materia/{sigla_materia}",
+    tag = "historial",
+    params(("sigla_materia" = String, Path, description = "Materia code"), ("codigo_periodo" = Option<String>, Query, description = "Only this period")),
+    responses((status = 200, description = "The materia's students and totals", body = crate::http::schemas::ReporteMateria), (status = 404, description = "Materia or period not found", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn report_materia(
     State(state): State<AppState>,
     Path(sigla): Path<String>,
@@ -396,6 +460,13 @@ pub async fn report_materia(
 
 /// `GET …/reportes/rendimiento-periodo/{codigo}`: pass rate, mean grade and counts for the
 /// period, and the same per materia.
+#[utoipa::path(
+    get,
+    path = "/api/v1/historial/reportes/rendimiento-periodo/{codigo_periodo}",
+    tag = "historial",
+    params(("codigo_periodo" = String, Path, description = "Period code")),
+    responses((status = 200, description = "The period's totals, overall and per materia", body = crate::http::schemas::ReportePeriodo), (status = 404, description = "Period not found", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn report_periodo(
     State(state): State<AppState>,
     Path(codigo): Path<String>,

@@ -8,12 +8,14 @@ use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::{AppState, RequestContext};
+use crate::audit::{self, AuditEvent, AuditEventType};
 use crate::clock;
 use crate::domain::error::{ErrorCode, FieldError};
 use crate::idempotency::{
     self, Claim, Endpoint, NewRecord, REPLAYED_HEADER, RequestKey, StoredResponse,
 };
 use crate::jobs::model::NewJob;
+use crate::telemetry::metrics as names;
 
 /// Reads the `Idempotency-Key` header; a malformed one is a 422 naming the header.
 pub fn header_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
@@ -46,8 +48,7 @@ pub fn new_record(
     endpoint: Endpoint,
     task_id: Option<String>,
     owner: Option<(&str, &str)>,
-    status: StatusCode,
-    body: String,
+    (status, body): (StatusCode, String),
 ) -> NewRecord {
     let now_ms = clock::now_ms();
     NewRecord {
@@ -129,6 +130,7 @@ pub async fn cached_replay(state: &AppState, key: &RequestKey) -> Option<Respons
         return None;
     }
     state.idempotency.hit();
+    metrics::counter!(names::IDEMPOTENCY_HITS_TOTAL).increment(1);
     state
         .idempotency
         .cache_hits
@@ -166,8 +168,7 @@ pub async fn enqueue_once(
         endpoint,
         Some(job.task_id.clone()),
         owner,
-        StatusCode::ACCEPTED,
-        text.clone(),
+        (StatusCode::ACCEPTED, text.clone()),
     );
     let claim = state
         .store
@@ -175,11 +176,13 @@ pub async fn enqueue_once(
         .await?;
     if claim == Claim::Fresh {
         state.idempotency.miss();
+        metrics::counter!(names::IDEMPOTENCY_MISSES_TOTAL).increment(1);
         state.wake_workers();
         return Ok(raw_json(StatusCode::ACCEPTED, text));
     }
     if matches!(claim, Claim::Replay(_)) {
         state.idempotency.hit();
+        metrics::counter!(names::IDEMPOTENCY_HITS_TOTAL).increment(1);
         remember(state, &key, &claim).await;
     }
     let outcome = match &claim {
@@ -213,12 +216,13 @@ pub async fn invalidate(state: &AppState, registro_academico: &str, codigo_perio
     {
         tracing::warn!(error = %e, "dropping cached replays failed; they expire with their TTL");
     }
-    tracing::info!(
-        audit = true,
-        event_type = "IDEMPOTENCY_INVALIDATED",
-        registro_academico,
-        codigo_periodo,
-        keys = keys.len(),
-        "idempotency keys invalidated after an enrollment change"
-    );
+    let event = AuditEvent::new(
+        AuditEventType::IdempotencyInvalidated,
+        "idempotency_key",
+        "invalidate",
+    )
+    .student(registro_academico)
+    .periodo(codigo_periodo)
+    .data(json!({ "keys": keys, "by": "enrollment_change" }));
+    audit::record(state.store.as_ref(), event).await;
 }

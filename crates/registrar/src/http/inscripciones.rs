@@ -18,15 +18,16 @@ use super::idempotent::{
 use super::queue::enqueue_inscription;
 use super::resilience::breaker_open;
 use super::{AppState, RequestContext};
+use crate::audit::{self, AuditEvent, AuditEventType, enrollment};
 use crate::clock;
-use crate::domain::enrollment::{EnrollmentOutcome, EnrollmentRequest};
+use crate::domain::enrollment::{EnrollError, EnrollmentOutcome, EnrollmentRequest};
 use crate::domain::error::{DomainError, ErrorCode, FieldError};
 use crate::domain::model::{Estudiante, Periodo};
 use crate::domain::validation::{InscripcionCreate, validate_enrollment};
 use crate::domain::views::{DetalleSimple, InscripcionFull};
 use crate::idempotency::{self, Claim, Endpoint};
 use crate::saga::model::SagaStatus;
-use crate::saga::runner::{SagaIds, job_result};
+use crate::saga::runner::{SagaIds, job_result, saga_event};
 
 pub fn estudiante_json(e: &Estudiante) -> Value {
     json!({
@@ -74,6 +75,13 @@ async fn load_full(state: &AppState, codigo: &str) -> Result<InscripcionFull, Ap
 }
 
 /// `POST /api/v1/inscripciones/`: queues the enrollment and responds 202 at once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/inscripciones",
+    tag = "inscripciones",
+    request_body = crate::domain::validation::InscripcionCreate,
+    responses((status = 202, description = "Queued", body = crate::http::schemas::AsyncCreated), (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn create_async(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
@@ -107,6 +115,13 @@ pub async fn create_async(
 /// `POST /api/v1/inscripciones/sync`: enrolls within the request; an existing inscription
 /// for the period is `INSCRIPCION_DUPLICADA`. The request's saga runs to its end before the
 /// response: a declined fee withdraws the enrollment and answers the error.
+#[utoipa::path(
+    post,
+    path = "/api/v1/inscripciones/sync",
+    tag = "inscripciones",
+    request_body = crate::domain::validation::InscripcionCreate,
+    responses((status = 201, description = "Enrolled in every group", body = crate::http::schemas::Inscripcion), (status = 403, description = "Student blocked, inactive or suspended", body = crate::http::schemas::ErrorEnvelope), (status = 404, description = "Student, period or group not found", body = crate::http::schemas::ErrorEnvelope), (status = 409, description = "Rejected by an enrollment rule: GRUPO_SIN_CUPO, CONFLICTO_HORARIO, INSCRIPCION_DUPLICADA, …", body = crate::http::schemas::ErrorEnvelope), (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn create_sync(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
@@ -138,8 +153,7 @@ pub async fn create_sync(
         Endpoint::Sync,
         None,
         Some(owner),
-        StatusCode::CREATED,
-        String::new(),
+        (StatusCode::CREATED, String::new()),
     );
     let claim = state
         .store
@@ -194,15 +208,31 @@ async fn enroll_with_saga(
         *written.lock().expect("lock") = Some(saga.clone());
         saga
     };
-    let outcome = state
-        .store
+    let store = state.store.as_ref();
+    audit::record(store, enrollment::requested("create_sync", request, None)).await;
+    let enrolled = store
         .enroll_sync(request, &rules, clock::today(), Some(&saga_for))
-        .await?;
+        .await;
+    let outcome = match enrolled {
+        Ok(outcome) => outcome,
+        Err(EnrollError::Rejected(rejection)) => {
+            let event = enrollment::rejected("create_sync", request, &rejection);
+            audit::record(store, event).await;
+            return Err(rejection.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    audit::record(store, enrollment::created("create_sync", request, &outcome)).await;
     let codigo = &outcome.inscripcion.codigo_inscripcion;
     let saga = written.lock().expect("lock").take();
     if let Some(mut saga) = saga
         && !saga.status.is_finished()
     {
+        audit::record(
+            store,
+            saga_event(&saga, AuditEventType::SagaStarted, "start"),
+        )
+        .await;
         let status = state
             .saga
             .run_to_end(&mut saga, std::time::Duration::from_secs(5))
@@ -246,6 +276,13 @@ async fn enroll_with_saga(
     Ok(inscripcion_json(&full))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/inscripciones/{codigo_inscripcion}",
+    tag = "inscripciones",
+    params(("codigo_inscripcion" = String, Path, description = "Inscription code")),
+    responses((status = 200, description = "The inscription", body = crate::http::schemas::Inscripcion), (status = 404, description = "Inscription not found", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn get_one(
     State(state): State<AppState>,
     Path(codigo): Path<String>,
@@ -254,6 +291,13 @@ pub async fn get_one(
     Ok(axum::Json(inscripcion_json(&full)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/inscripciones/estudiante/{registro_academico}",
+    tag = "inscripciones",
+    params(("registro_academico" = String, Path, description = "Student id")),
+    responses((status = 200, description = "The student's inscriptions, newest first", body = crate::http::schemas::InscripcionList))
+)]
 pub async fn by_student(
     State(state): State<AppState>,
     Path(registro_academico): Path<String>,
@@ -278,6 +322,13 @@ pub async fn by_student(
     Ok(axum::Json(json!({ "inscripciones": items })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/inscripciones/periodo/{codigo_periodo}",
+    tag = "inscripciones",
+    params(("codigo_periodo" = String, Path, description = "Period code")),
+    responses((status = 200, description = "The period's inscriptions", body = crate::http::schemas::InscripcionList))
+)]
 pub async fn by_period(
     State(state): State<AppState>,
     Path(codigo_periodo): Path<String>,
@@ -303,6 +354,14 @@ pub struct InscripcionUpdate {
     fecha_inscripcion: Option<String>,
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/inscripciones/{codigo_inscripcion}",
+    tag = "inscripciones",
+    request_body = crate::http::schemas::InscripcionUpdateBody,
+    params(("codigo_inscripcion" = String, Path, description = "Inscription code")),
+    responses((status = 200, description = "The updated inscription", body = crate::http::schemas::Inscripcion), (status = 404, description = "Inscription not found", body = crate::http::schemas::ErrorEnvelope), (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn update(
     State(state): State<AppState>,
     Path(codigo): Path<String>,
@@ -332,6 +391,13 @@ pub fn parse_date_field(field: &str, text: &str) -> Result<Date, ApiError> {
     })
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/inscripciones/{codigo_inscripcion}",
+    tag = "inscripciones",
+    params(("codigo_inscripcion" = String, Path, description = "Inscription code")),
+    responses((status = 204, description = "Deleted; its seats are free"), (status = 404, description = "Inscription not found", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn delete_one(
     State(state): State<AppState>,
     Path(codigo): Path<String>,
@@ -349,18 +415,60 @@ pub async fn delete_one(
         codigo_periodo = %inscripcion.codigo_periodo,
         "inscription deleted"
     );
+    let event = AuditEvent::new(AuditEventType::InscriptionDeleted, "inscripcion", "delete")
+        .entity_id(&codigo)
+        .student(&inscripcion.registro_academico)
+        .periodo(&inscripcion.codigo_periodo);
+    audit::record(state.store.as_ref(), event).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/inscripciones/{codigo_inscripcion}/grupos/{codigo_grupo}",
+    tag = "inscripciones",
+    params(("codigo_inscripcion" = String, Path, description = "Inscription code"), ("codigo_grupo" = String, Path, description = "Group code")),
+    responses((status = 200, description = "Group added", body = crate::http::schemas::GroupAdded), (status = 404, description = "Inscription or group not found", body = crate::http::schemas::ErrorEnvelope), (status = 409, description = "Rejected by an enrollment rule: GRUPO_SIN_CUPO, CONFLICTO_HORARIO, INSCRIPCION_DUPLICADA, …", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn add_group(
     State(state): State<AppState>,
     Path((codigo, grupo)): Path<(String, String)>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let rules = state.config.enrollment_rules();
-    let outcome = state
-        .store
+    let store = state.store.as_ref();
+    let outcome = match store
         .add_group(&codigo, &grupo, &rules, clock::today())
-        .await?;
+        .await
+    {
+        Ok(outcome) => outcome,
+        Err(EnrollError::Rejected(rejection)) => {
+            let mut event = AuditEvent::new(
+                AuditEventType::InscriptionFailed,
+                "inscripcion",
+                "add_group",
+            )
+            .entity_id(&codigo)
+            .grupo(&grupo)
+            .error_code(rejection.code.as_str())
+            .data(json!({ "grupos": [&grupo], "message": rejection.message }));
+            if let Some(periodo) = rejection
+                .details
+                .get("codigo_periodo")
+                .and_then(Value::as_str)
+            {
+                event = event.periodo(periodo);
+            }
+            audit::record(store, event).await;
+            return Err(rejection.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let event = AuditEvent::new(AuditEventType::GroupAdded, "inscripcion", "add_group")
+        .entity_id(&codigo)
+        .student(&outcome.inscripcion.registro_academico)
+        .periodo(&outcome.inscripcion.codigo_periodo)
+        .grupo(&grupo);
+    audit::record(store, event).await;
     invalidate(
         &state,
         &outcome.inscripcion.registro_academico,
@@ -378,6 +486,13 @@ pub async fn add_group(
     })))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/inscripciones/{codigo_inscripcion}/grupos/{codigo_grupo}",
+    tag = "inscripciones",
+    params(("codigo_inscripcion" = String, Path, description = "Inscription code"), ("codigo_grupo" = String, Path, description = "Group code")),
+    responses((status = 200, description = "Group dropped; its seat is free", body = crate::http::schemas::GroupDropped), (status = 404, description = "Inscription detail not found", body = crate::http::schemas::ErrorEnvelope), (status = 409, description = "The period is not ACTIVO", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn drop_group(
     State(state): State<AppState>,
     Path((codigo, grupo)): Path<(String, String)>,
@@ -390,6 +505,12 @@ pub async fn drop_group(
     )
     .await;
     tracing::info!(codigo_inscripcion = %codigo, codigo_grupo = %grupo, "group dropped");
+    let event = AuditEvent::new(AuditEventType::GroupRemoved, "inscripcion", "drop_group")
+        .entity_id(&codigo)
+        .student(&inscripcion.registro_academico)
+        .periodo(&inscripcion.codigo_periodo)
+        .grupo(&grupo);
+    audit::record(state.store.as_ref(), event).await;
     Ok(axum::Json(json!({
         "status": "SUCCESS",
         "message": format!("Grupo {grupo} retirado de la inscripción {codigo}"),
@@ -398,6 +519,12 @@ pub async fn drop_group(
     })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/inscripciones/estadisticas/general",
+    tag = "inscripciones",
+    responses((status = 200, description = "Enrollment statistics", body = crate::http::schemas::EnrollmentStatistics))
+)]
 pub async fn statistics(State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
     let stats = state.store.enrollment_statistics().await?;
     let per_period: serde_json::Map<String, Value> = stats

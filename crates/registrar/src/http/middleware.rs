@@ -1,10 +1,10 @@
 //! Request and correlation ids, the request log line, and the error envelope.
 
-use std::sync::atomic::Ordering;
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -14,6 +14,8 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use super::AppState;
 use super::error::{ApiError, envelope};
 use crate::domain::error::ErrorCode;
+use crate::telemetry::context::{self, RequestIds};
+use crate::telemetry::metrics as names;
 
 /// The ids of the request being served, available to handlers as an extension.
 #[derive(Debug, Clone)]
@@ -23,7 +25,14 @@ pub struct RequestContext {
 }
 
 /// Paths whose successful requests are logged at DEBUG, so that probes do not flood the log.
-const QUIET_PATHS: &[&str] = &["/health", "/metrics", "/favicon.ico"];
+const QUIET_PATHS: &[&str] = &[
+    "/health",
+    "/health/live",
+    "/health/ready",
+    "/metrics",
+    "/metrics/prometheus",
+    "/favicon.ico",
+];
 
 /// Accepts a client-sent id of 1–128 characters from `[A-Za-z0-9._:-]`.
 fn valid_id(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -62,14 +71,25 @@ pub async fn envelope_and_ids(
         .map(|m| m.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
 
+    let client_ip = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip().to_string())
+        .unwrap_or_default();
     let span = info_span!(
         "request",
         request_id = %request_id,
         correlation_id = %correlation_id,
         method = %method,
         path = %path,
+        client_ip = %client_ip,
     );
-    let mut response = next.run(req).instrument(span.clone()).await;
+    span.in_scope(|| debug!(route = %route, "request started"));
+    let ids = RequestIds {
+        correlation_id: correlation_id.clone(),
+        request_id: Some(request_id.clone()),
+    };
+    let mut response = context::scope(ids, next.run(req).instrument(span.clone())).await;
 
     if let Some(error) = response.extensions_mut().remove::<ApiError>() {
         write_envelope(&mut response, &error, &path, &request_id);
@@ -99,13 +119,15 @@ pub async fn envelope_and_ids(
     }
 
     let status = response.status();
-    state
-        .counters
-        .requests_total
-        .fetch_add(1, Ordering::Relaxed);
-    if status.is_server_error() {
-        state.counters.errors_total.fetch_add(1, Ordering::Relaxed);
-    }
+    state.counters.record(status.as_u16());
+    let labels = [
+        ("method", method.to_string()),
+        ("route", route.clone()),
+        ("status", status.as_u16().to_string()),
+    ];
+    metrics::counter!(names::HTTP_REQUESTS_TOTAL, &labels).increment(1);
+    metrics::histogram!(names::HTTP_REQUEST_DURATION_SECONDS, &labels)
+        .record(elapsed.as_secs_f64());
     let _entered = span.enter();
     let duration_ms = elapsed.as_secs_f64() * 1000.0;
     if status.is_server_error() {

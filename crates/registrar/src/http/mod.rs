@@ -2,26 +2,34 @@
 //! request and correlation ids and every error the contract's envelope.
 
 mod admin;
+mod audit;
+pub mod docs;
 pub mod error;
 pub mod extract;
+mod health;
 mod historial;
 pub mod idempotent;
 mod inscripciones;
+mod metrics;
 mod middleware;
+mod monitoring;
 mod periodos;
 mod queue;
 mod resilience;
+pub mod routes;
+pub mod schemas;
 mod system;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderValue;
-use axum::routing::{delete, get, post};
 use tower::Layer;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
@@ -49,11 +57,25 @@ pub struct AppState {
     pub saga: crate::saga::runner::SagaRunner,
 }
 
-/// Request counters behind `/metrics`.
+/// Request counters behind the JSON `/metrics`.
 #[derive(Default)]
 pub struct Counters {
     pub requests_total: AtomicU64,
+    /// Responses with a 5xx status.
     pub errors_total: AtomicU64,
+    pub by_status: Mutex<BTreeMap<u16, u64>>,
+}
+
+impl Counters {
+    /// Counts one finished request with its status.
+    pub fn record(&self, status: u16) {
+        self.requests_total.fetch_add(1, Ordering::Relaxed);
+        if status >= 500 {
+            self.errors_total.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut by_status = self.by_status.lock().expect("status counters lock");
+        *by_status.entry(status).or_default() += 1;
+    }
 }
 
 impl AppState {
@@ -64,6 +86,7 @@ impl AppState {
         workers: Option<Arc<Workers>>,
         breakers: crate::resilience::breaker::Breakers,
     ) -> Self {
+        crate::telemetry::metrics::handle();
         Self {
             saga: crate::app::saga_runner(store.clone(), &config, breakers),
             idempotency: Arc::new(crate::idempotency::Counters::default()),
@@ -92,104 +115,23 @@ impl AppState {
 /// Builds the router. Paths with a trailing slash are served as the same route.
 pub fn app(state: AppState) -> NormalizePath<Router> {
     let body_limit = state.config.max_body_bytes;
-    let inscripciones = Router::new()
-        .route("/", post(inscripciones::create_async))
-        .route("/sync", post(inscripciones::create_sync))
-        .route("/estadisticas/general", get(inscripciones::statistics))
-        .route(
-            "/estudiante/{registro_academico}",
-            get(inscripciones::by_student),
-        )
-        .route("/periodo/{codigo_periodo}", get(inscripciones::by_period))
-        .route(
-            "/{codigo_inscripcion}",
-            get(inscripciones::get_one)
-                .put(inscripciones::update)
-                .delete(inscripciones::delete_one),
-        )
-        .route(
-            "/{codigo_inscripcion}/grupos/{codigo_grupo}",
-            post(inscripciones::add_group).delete(inscripciones::drop_group),
-        );
-    let periodos = Router::new()
-        .route("/", post(periodos::create).get(periodos::list))
-        .route("/activo", get(periodos::active))
-        .route(
-            "/{codigo_periodo}",
-            get(periodos::get_one).put(periodos::update),
-        )
-        .route("/{codigo_periodo}/activar", post(periodos::activate))
-        .route("/{codigo_periodo}/cerrar", post(periodos::close));
-    let historial = Router::new()
-        .route("/", post(historial::create))
-        .route(
-            "/{id_historial}",
-            get(historial::get_one)
-                .put(historial::update)
-                .delete(historial::delete_one),
-        )
-        .route(
-            "/estudiante/{registro_academico}",
-            get(historial::by_student),
-        )
-        .route(
-            "/estudiante/{registro_academico}/por-periodo",
-            get(historial::por_periodo),
-        )
-        .route(
-            "/estudiante/{registro_academico}/resumen",
-            get(historial::resumen_estudiante),
-        )
-        .route(
-            "/estudiante/{registro_academico}/estado/{estado}",
-            get(historial::by_estado),
-        )
-        .route(
-            "/reportes/estudiantes-por-materia/{sigla_materia}",
-            get(historial::report_materia),
-        )
-        .route(
-            "/reportes/rendimiento-periodo/{codigo_periodo}",
-            get(historial::report_periodo),
-        );
-    let queue = Router::new()
-        .route("/inscripciones/async", post(queue::enqueue_async))
-        .route(
-            "/inscripciones/async-by-groups",
-            post(queue::enqueue_by_groups),
-        )
-        .route("/inscripciones/bulk-async", post(queue::enqueue_bulk))
-        .route("/tasks/status/multiple", post(queue::status_multiple))
-        .route("/tasks/{task_id}/status", get(queue::status))
-        .route("/tasks/{task_id}", delete(queue::cancel))
-        .route("/stats", get(queue::stats))
-        .route("/health-check", post(queue::health_check))
-        .route("/idempotency/cache", get(resilience::idempotency_cache))
-        .route(
-            "/idempotency/cache/{key}",
-            delete(resilience::invalidate_key),
-        )
-        .route("/sagas", get(resilience::sagas))
-        .route("/sagas/cleanup", post(resilience::cleanup_sagas));
-    // Every route that reads or writes the database passes the `database` breaker; the
-    // breaker routes themselves do not, so an operator can still see and reset it.
-    let guard = || axum::middleware::from_fn_with_state(state.clone(), resilience::database_guard);
-    let breakers = Router::new()
-        .route("/circuit-breakers", get(resilience::circuit_breakers))
-        .route(
-            "/circuit-breakers/{name}/reset",
-            post(resilience::reset_breaker),
-        );
-    let queue = queue.layer(guard()).merge(breakers);
-
-    let router = Router::new()
-        .route("/", get(system::root))
-        .route("/health", get(system::health))
-        .route("/metrics", get(system::metrics))
-        .nest("/api/v1/inscripciones", inscripciones.layer(guard()))
-        .nest("/api/v1/periodos", periodos.layer(guard()))
-        .nest("/api/v1/historial", historial.layer(guard()))
-        .nest("/api/v1/queue", queue)
+    // Every route under /api/v1 that reads or writes the database passes the `database`
+    // breaker; the breaker routes do not, so an operator can always see and reset it.
+    let mut router = Router::new();
+    for route in routes::table() {
+        let guarded = route.path.starts_with("/api/v1/")
+            && !route.path.starts_with("/api/v1/queue/circuit-breakers");
+        let handler = if guarded {
+            route.handler.layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                resilience::database_guard,
+            ))
+        } else {
+            route.handler
+        };
+        router = router.route(route.path, handler);
+    }
+    let router = router
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

@@ -13,6 +13,7 @@ use super::admin::require_admin;
 use super::error::ApiError;
 use super::extract::JsonBody;
 use super::inscripciones::{parse_date_field, periodo_json};
+use crate::audit::{self, AuditEvent, AuditEventType};
 use crate::domain::error::{DomainError, FieldError};
 use crate::domain::model::Periodo;
 use crate::domain::periodo::check_dates;
@@ -116,6 +117,13 @@ fn parse_update(body: &Map<String, Value>) -> Result<PeriodoUpdate, ApiError> {
 
 /// Period writes are operator endpoints: one request can open or close enrollment for
 /// everybody.
+#[utoipa::path(
+    post,
+    path = "/api/v1/periodos",
+    tag = "periodos",
+    request_body = crate::http::schemas::PeriodoBody,
+    responses((status = 201, description = "Created", body = crate::http::schemas::Periodo), (status = 409, description = "Duplicate code, or a second ACTIVO period", body = crate::http::schemas::ErrorEnvelope), (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = crate::http::schemas::ErrorEnvelope), (status = 401, description = "Operator endpoint without the bearer token", body = crate::http::schemas::ErrorEnvelope), (status = 403, description = "Wrong token, or a non-loopback client while ADMIN_TOKEN is unset", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -158,9 +166,16 @@ pub async fn create(
     };
     check_dates(&periodo)?;
     let created = state.store.create_periodo(&periodo).await?;
+    admin_event(&state, "create_period", &created.codigo_periodo).await;
     Ok((StatusCode::CREATED, axum::Json(periodo_json(&created))))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/periodos",
+    tag = "periodos",
+    responses((status = 200, description = "Every period, by code", body = Vec<crate::http::schemas::Periodo>))
+)]
 pub async fn list(State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
     let periodos = state.store.list_periodos().await?;
     Ok(axum::Json(Value::Array(
@@ -168,6 +183,12 @@ pub async fn list(State(state): State<AppState>) -> Result<axum::Json<Value>, Ap
     )))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/periodos/activo",
+    tag = "periodos",
+    responses((status = 200, description = "The ACTIVO period", body = crate::http::schemas::Periodo), (status = 404, description = "Active period not found", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn active(State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
     let periodo = state
         .store
@@ -177,6 +198,13 @@ pub async fn active(State(state): State<AppState>) -> Result<axum::Json<Value>, 
     Ok(axum::Json(periodo_json(&periodo)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/periodos/{codigo_periodo}",
+    tag = "periodos",
+    params(("codigo_periodo" = String, Path, description = "Period code")),
+    responses((status = 200, description = "The period", body = crate::http::schemas::Periodo), (status = 404, description = "Period not found", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn get_one(
     State(state): State<AppState>,
     Path(codigo): Path<String>,
@@ -189,6 +217,14 @@ pub async fn get_one(
     Ok(axum::Json(periodo_json(&periodo)))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/periodos/{codigo_periodo}",
+    tag = "periodos",
+    request_body = crate::http::schemas::PeriodoBody,
+    params(("codigo_periodo" = String, Path, description = "Period code")),
+    responses((status = 200, description = "The updated period", body = crate::http::schemas::Periodo), (status = 404, description = "Period not found", body = crate::http::schemas::ErrorEnvelope), (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = crate::http::schemas::ErrorEnvelope), (status = 401, description = "Operator endpoint without the bearer token", body = crate::http::schemas::ErrorEnvelope), (status = 403, description = "Wrong token, or a non-loopback client while ADMIN_TOKEN is unset", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn update(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -199,9 +235,17 @@ pub async fn update(
     require_admin(&state, &headers, peer.as_ref().map(|Extension(p)| p))?;
     let update = parse_update(&body)?;
     let periodo = state.store.update_periodo(&codigo, &update).await?;
+    admin_event(&state, "update_period", &codigo).await;
     Ok(axum::Json(periodo_json(&periodo)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/periodos/{codigo_periodo}/activar",
+    tag = "periodos",
+    params(("codigo_periodo" = String, Path, description = "Period code")),
+    responses((status = 200, description = "Now ACTIVO; the previous active period is CERRADO", body = crate::http::schemas::Periodo), (status = 404, description = "Period not found", body = crate::http::schemas::ErrorEnvelope), (status = 401, description = "Operator endpoint without the bearer token", body = crate::http::schemas::ErrorEnvelope), (status = 403, description = "Wrong token, or a non-loopback client while ADMIN_TOKEN is unset", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn activate(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -211,12 +255,20 @@ pub async fn activate(
     require_admin(&state, &headers, peer.as_ref().map(|Extension(p)| p))?;
     let periodo = state.store.activate_periodo(&codigo).await?;
     tracing::info!(codigo_periodo = %codigo, "period activated");
+    admin_event(&state, "activate_period", &codigo).await;
     Ok(axum::Json(periodo_json(&periodo)))
 }
 
 /// `POST /api/v1/periodos/{codigo}/cerrar`, an operator endpoint: sets the period `CERRADO`,
 /// which stops enrollment and drops in it. It derives no grades from the enrollment, because
 /// grades arrive through historial creates or a `historial.csv` import.
+#[utoipa::path(
+    post,
+    path = "/api/v1/periodos/{codigo_periodo}/cerrar",
+    tag = "periodos",
+    params(("codigo_periodo" = String, Path, description = "Period code")),
+    responses((status = 200, description = "Now CERRADO", body = crate::http::schemas::Periodo), (status = 404, description = "Period not found", body = crate::http::schemas::ErrorEnvelope), (status = 401, description = "Operator endpoint without the bearer token", body = crate::http::schemas::ErrorEnvelope), (status = 403, description = "Wrong token, or a non-loopback client while ADMIN_TOKEN is unset", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn close(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -226,5 +278,14 @@ pub async fn close(
     require_admin(&state, &headers, peer.as_ref().map(|Extension(p)| p))?;
     let periodo = state.store.close_periodo(&codigo).await?;
     tracing::info!(codigo_periodo = %codigo, "period closed");
+    admin_event(&state, "close_period", &codigo).await;
     Ok(axum::Json(periodo_json(&periodo)))
+}
+
+/// Records an operator's change to a period in the audit trail.
+async fn admin_event(state: &AppState, action: &str, codigo_periodo: &str) {
+    let event = AuditEvent::new(AuditEventType::AdminAction, "periodo", action)
+        .entity_id(codigo_periodo)
+        .periodo(codigo_periodo);
+    audit::record(state.store.as_ref(), event).await;
 }

@@ -1,5 +1,5 @@
-//! `/api/v1/queue`: enqueue enrollments (one request, per-group views, bulk), read and cancel
-//! tasks, and queue statistics.
+//! `/api/v1/queue`: enqueue enrollments (one request, per-group views, bulk), and read and
+//! cancel tasks. The monitoring endpoints under the same prefix are in `monitoring`.
 
 use std::net::SocketAddr;
 
@@ -14,6 +14,7 @@ use super::error::ApiError;
 use super::extract::JsonBody;
 use super::idempotent::{enqueue_once, header_key};
 use super::{AppState, RequestContext};
+use crate::audit::{self, AuditEvent, AuditEventType};
 use crate::clock;
 use crate::domain::enrollment::EnrollmentRequest;
 use crate::domain::error::{ErrorCode, FieldError};
@@ -55,6 +56,13 @@ pub async fn enqueue_inscription(
         request.codigo_periodo.as_str(),
     );
     let response = enqueue_once(state, ctx, key, endpoint, job, Some(owner), &body).await?;
+    if is_fresh(&response) {
+        audit::record(
+            state.store.as_ref(),
+            audit::enrollment::requested("enqueue", request, Some(&task_id)),
+        )
+        .await;
+    }
     tracing::info!(
         task_id = %task_id,
         registro_academico = %request.registro_academico,
@@ -77,6 +85,13 @@ fn task_response(task_id: &str, message: String, ctx: &RequestContext) -> Value 
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/queue/inscripciones/async",
+    tag = "queue",
+    request_body = crate::domain::validation::InscripcionCreate,
+    responses((status = 202, description = "Queued", body = crate::http::schemas::TaskResponse), (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn enqueue_async(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
@@ -104,6 +119,13 @@ pub async fn enqueue_async(
 
 /// Queues one atomic job for the whole request. Each group gets a view id that reports the
 /// same outcome from that group's side.
+#[utoipa::path(
+    post,
+    path = "/api/v1/queue/inscripciones/async-by-groups",
+    tag = "queue",
+    request_body = crate::domain::validation::InscripcionCreate,
+    responses((status = 202, description = "Queued as one atomic job with a view id per group", body = crate::http::schemas::MultipleTasksResponse), (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn enqueue_by_groups(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
@@ -151,6 +173,13 @@ pub async fn enqueue_by_groups(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/queue/inscripciones/bulk-async",
+    tag = "queue",
+    request_body = Vec<crate::domain::validation::InscripcionCreate>,
+    responses((status = 202, description = "Queued; items run in order, each atomic", body = crate::http::schemas::TaskResponse), (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn enqueue_bulk(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
@@ -195,9 +224,30 @@ pub async fn enqueue_bulk(
     let message = format!("Procesamiento de {} inscripciones encolado", items.len());
     let body = task_response(&task_id, message, &ctx);
     tracing::info!(task_id = %task_id, items = items.len(), "bulk enrollment requested");
-    enqueue_once(&state, &ctx, key, Endpoint::Bulk, job, None, &body).await
+    let response = enqueue_once(&state, &ctx, key, Endpoint::Bulk, job, None, &body).await?;
+    if is_fresh(&response) {
+        for item in &items {
+            let event = audit::enrollment::requested("enqueue_bulk", item, Some(&task_id));
+            audit::record(state.store.as_ref(), event).await;
+        }
+    }
+    Ok(response)
 }
 
+/// Whether a response queued a new job, rather than answering from an idempotency record.
+fn is_fresh(response: &Response) -> bool {
+    response.status() == StatusCode::ACCEPTED
+        && !response
+            .headers()
+            .contains_key(crate::idempotency::REPLAYED_HEADER)
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/queue/health-check",
+    tag = "queue",
+    responses((status = 202, description = "A no-op job queued for a worker", body = crate::http::schemas::TaskResponse))
+)]
 pub async fn health_check(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
@@ -286,6 +336,13 @@ fn task_not_found(id: &str) -> ApiError {
     )
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/queue/tasks/{task_id}/status",
+    tag = "queue",
+    params(("task_id" = String, Path, description = "Task id or group view id")),
+    responses((status = 200, description = "The task's state", body = crate::http::schemas::TaskStatus), (status = 404, description = "TASK_NOT_FOUND: unknown or expired", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn status(
     State(state): State<AppState>,
     Path(task_id): Path<String>,
@@ -302,6 +359,13 @@ pub async fn status(
 const MAX_STATUS_IDS: usize = 500;
 
 /// Accepts a JSON array of ids, or a single string (PowerShell sends one-element arrays so).
+#[utoipa::path(
+    post,
+    path = "/api/v1/queue/tasks/status/multiple",
+    tag = "queue",
+    request_body = Vec<String>,
+    responses((status = 200, description = "One status per id, in request order", body = Vec<crate::http::schemas::TaskStatus>), (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn status_multiple(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<Value>,
@@ -373,6 +437,13 @@ pub async fn status_multiple(
     Ok(axum::Json(Value::Array(out)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/queue/tasks/{task_id}",
+    tag = "queue",
+    params(("task_id" = String, Path, description = "Task id")),
+    responses((status = 204, description = "Revoked before it finished"), (status = 404, description = "TASK_NOT_FOUND", body = crate::http::schemas::ErrorEnvelope), (status = 409, description = "TASK_ALREADY_FINISHED", body = crate::http::schemas::ErrorEnvelope), (status = 401, description = "Operator endpoint without the bearer token", body = crate::http::schemas::ErrorEnvelope), (status = 403, description = "Wrong token, or a non-loopback client while ADMIN_TOKEN is unset", body = crate::http::schemas::ErrorEnvelope))
+)]
 pub async fn cancel(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -383,6 +454,9 @@ pub async fn cancel(
     match state.store.cancel_job(&task_id, clock::now_ms()).await? {
         CancelOutcome::Revoked => {
             tracing::info!(task_id = %task_id, "task revoked");
+            let event = AuditEvent::new(AuditEventType::AdminAction, "job", "cancel_task")
+                .entity_id(&task_id);
+            audit::record(state.store.as_ref(), event).await;
             Ok(StatusCode::NO_CONTENT)
         }
         CancelOutcome::AlreadyFinished(job_state) => Err(ApiError::new(
@@ -395,18 +469,4 @@ pub async fn cancel(
         )),
         CancelOutcome::NotFound => Err(task_not_found(&task_id)),
     }
-}
-
-pub async fn stats(State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
-    let counts = state.store.job_counts().await?;
-    Ok(axum::Json(json!({
-        "active_tasks": counts.started + counts.progress,
-        "pending_tasks": counts.pending + counts.retry,
-        "completed_tasks": counts.success,
-        "failed_tasks": counts.failure,
-        "revoked_tasks": counts.revoked,
-        "workers_online": usize::from(state.workers.is_some()),
-        "degraded": false,
-        "source": "database",
-    })))
 }

@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 use super::AppState;
 use super::admin::require_admin;
 use super::error::ApiError;
+use crate::audit::{self, AuditEvent, AuditEventType};
 use crate::clock;
 use crate::domain::error::{ErrorCode, FieldError};
 use crate::idempotency;
@@ -52,11 +53,24 @@ pub async fn idempotency_stats(state: &AppState) -> Value {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/queue/idempotency/cache",
+    tag = "queue",
+    responses((status = 200, description = "Live idempotency records and this process's replay hits and misses"))
+)]
 /// `GET /api/v1/queue/idempotency/cache`.
 pub async fn idempotency_cache(State(state): State<AppState>) -> axum::Json<Value> {
     axum::Json(idempotency_stats(&state).await)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/queue/idempotency/cache/{key}",
+    tag = "queue",
+    params(("key" = String, Path, description = "Idempotency key, with or without the idempotency: prefix")),
+    responses((status = 200, description = "Whether the key existed; it no longer replays"), (status = 401, description = "Missing bearer token"), (status = 403, description = "Wrong token or non-loopback client"))
+)]
 /// `DELETE /api/v1/queue/idempotency/cache/{key}`: drops one key, with or without the
 /// storage prefix, from the database and the Redis cache.
 pub async fn invalidate_key(
@@ -73,13 +87,14 @@ pub async fn invalidate_key(
     {
         tracing::warn!(error = %e, "dropping the cached replay failed; it expires with its TTL");
     }
-    tracing::info!(
-        audit = true,
-        event_type = "IDEMPOTENCY_INVALIDATED",
-        idempotency_key = %key,
-        deleted,
-        "idempotency key invalidated by an operator"
-    );
+    let event = AuditEvent::new(
+        AuditEventType::IdempotencyInvalidated,
+        "idempotency_key",
+        "invalidate",
+    )
+    .entity_id(&key)
+    .data(json!({ "deleted": deleted, "by": "operator" }));
+    audit::record(state.store.as_ref(), event).await;
     Ok(axum::Json(json!({
         "message": if deleted { "Clave de idempotencia invalidada" } else { "La clave no existía" },
         "key": key,
@@ -102,6 +117,13 @@ fn bad_query(field: &str, message: &str, input: &str) -> ApiError {
     }])
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/queue/sagas",
+    tag = "queue",
+    params(("status" = Option<String>, Query, description = "pending, executing, completed, compensating, compensated or failed"), ("limit" = Option<i64>, Query, description = "1 to 1000, default 100")),
+    responses((status = 200, description = "Sagas keyed by saga id, newest first"), (status = 422, description = "Invalid filter"))
+)]
 /// `GET /api/v1/queue/sagas?status=&limit=`: an object keyed by saga id, newest first.
 pub async fn sagas(
     State(state): State<AppState>,
@@ -179,6 +201,13 @@ pub struct CleanupQuery {
     max_age_hours: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/queue/sagas/cleanup",
+    tag = "queue",
+    params(("max_age_hours" = Option<f64>, Query, description = "Age in hours, default 24")),
+    responses((status = 200, description = "Number of finished sagas deleted"), (status = 422, description = "Invalid max_age_hours"))
+)]
 /// `POST /api/v1/queue/sagas/cleanup?max_age_hours=24`: deletes finished sagas older than
 /// the age given.
 pub async fn cleanup_sagas(
@@ -300,11 +329,24 @@ pub async fn breakers_json(state: &AppState) -> Value {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/queue/circuit-breakers",
+    tag = "queue",
+    responses((status = 200, description = "Every breaker's state, counters and settings"))
+)]
 /// `GET /api/v1/queue/circuit-breakers`.
 pub async fn circuit_breakers(State(state): State<AppState>) -> axum::Json<Value> {
     axum::Json(breakers_json(&state).await)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/queue/circuit-breakers/{name}/reset",
+    tag = "queue",
+    params(("name" = String, Path, description = "Breaker name")),
+    responses((status = 200, description = "The breaker's stats after the reset"), (status = 404, description = "No breaker has this name"))
+)]
 /// `POST /api/v1/queue/circuit-breakers/{name}/reset`: closes the breaker and clears its
 /// counters, for every instance when the state is in Redis.
 pub async fn reset_breaker(
@@ -322,12 +364,13 @@ pub async fn reset_breaker(
             json!({ "circuit_breaker": name, "known": state.saga.breakers().names() }),
         ));
     };
-    tracing::info!(
-        audit = true,
-        event_type = "CIRCUIT_BREAKER_RESET",
-        circuit_breaker = %name,
-        "circuit breaker reset by an operator"
-    );
+    let event = AuditEvent::new(
+        AuditEventType::CircuitBreakerReset,
+        "circuit_breaker",
+        "reset",
+    )
+    .entity_id(&name);
+    audit::record(state.store.as_ref(), event).await;
     Ok(axum::Json(json!({
         "message": format!("Circuit breaker {name} reset"),
         "circuit_breaker": stats,

@@ -49,6 +49,16 @@ pub enum JobState {
 }
 
 impl JobState {
+    pub const ALL: [Self; 7] = [
+        Self::Pending,
+        Self::Started,
+        Self::Progress,
+        Self::Retry,
+        Self::Success,
+        Self::Failure,
+        Self::Revoked,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "PENDING",
@@ -144,6 +154,18 @@ pub struct JobCounts {
 }
 
 impl JobCounts {
+    pub fn get(&self, state: JobState) -> i64 {
+        match state {
+            JobState::Pending => self.pending,
+            JobState::Started => self.started,
+            JobState::Progress => self.progress,
+            JobState::Retry => self.retry,
+            JobState::Success => self.success,
+            JobState::Failure => self.failure,
+            JobState::Revoked => self.revoked,
+        }
+    }
+
     pub fn add(&mut self, state: JobState, n: i64) {
         match state {
             JobState::Pending => self.pending += n,

@@ -3,6 +3,7 @@
 //! `registrar worker` runs one alone; any number of pools share one database.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,12 +16,17 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use super::model::{Job, JobKind, JobState, JobUpdate};
 use super::result::enrollment_result;
+use crate::audit::AuditEventType;
+use crate::audit::{self, enrollment};
 use crate::clock;
-use crate::domain::enrollment::{EnrollmentRequest, EnrollmentRules};
+use crate::domain::enrollment::{EnrollmentOutcome, EnrollmentRequest, EnrollmentRules};
+use crate::domain::error::DomainError;
 use crate::resilience::breaker::{Breaker, Breakers};
 use crate::saga::model::Saga;
-use crate::saga::runner::{JobLease, Progress, SagaIds, SagaRunner};
+use crate::saga::runner::{JobLease, Progress, SagaIds, SagaRunner, saga_event};
 use crate::store::{StepWrite, Store, StoreError};
+use crate::telemetry::context::{self, RequestIds};
+use crate::telemetry::metrics as names;
 
 /// Settings of one worker pool.
 #[derive(Debug, Clone)]
@@ -41,12 +47,62 @@ pub struct WorkerSettings {
 /// pick new jobs up at once. Jobs queued by other processes are found by the periodic poll.
 pub struct Workers {
     pub owner: String,
+    pub concurrency: usize,
     wake: Arc<Notify>,
+    status: Arc<PoolStatus>,
+}
+
+/// Live counters of one pool, read by the health and monitoring endpoints.
+#[derive(Default)]
+struct PoolStatus {
+    paused: AtomicBool,
+    /// Taken by the claim loop around each pause check and claim.
+    claim_gate: tokio::sync::Mutex<()>,
+    stopped: AtomicBool,
+    active: AtomicUsize,
+    /// Job attempts this pool finished since start, including attempts that were retried.
+    processed: AtomicU64,
+}
+
+/// A snapshot of a pool's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkersSnapshot {
+    pub paused: bool,
+    /// The pool's loop has ended: after shutdown, or if its task panicked.
+    pub stopped: bool,
+    pub active_jobs: usize,
+    /// Job attempts finished since start, including attempts that were retried.
+    pub processed_jobs: u64,
 }
 
 impl Workers {
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// Stops claiming new jobs: once this returns, no further job is claimed until
+    /// [`Workers::resume`]. Running jobs finish, and their leases keep being renewed.
+    pub async fn pause(&self) {
+        self.status.paused.store(true, Ordering::SeqCst);
+        // Waits for a claim that started before the flag was set.
+        drop(self.status.claim_gate.lock().await);
+        info!(owner = %self.owner, "worker pool paused");
+    }
+
+    /// Claims jobs again after [`Workers::pause`].
+    pub fn resume(&self) {
+        self.status.paused.store(false, Ordering::SeqCst);
+        self.wake.notify_one();
+        info!(owner = %self.owner, "worker pool resumed");
+    }
+
+    pub fn snapshot(&self) -> WorkersSnapshot {
+        WorkersSnapshot {
+            paused: self.status.paused.load(Ordering::SeqCst),
+            stopped: self.status.stopped.load(Ordering::SeqCst),
+            active_jobs: self.status.active.load(Ordering::SeqCst),
+            processed_jobs: self.status.processed.load(Ordering::SeqCst),
+        }
     }
 }
 
@@ -59,10 +115,13 @@ pub fn start(
     breakers: Breakers,
     shutdown: CancellationToken,
 ) -> (Arc<Workers>, tokio::task::JoinHandle<()>) {
+    crate::telemetry::metrics::handle();
     let owner = format!("{}-{}", hostname(), uuid::Uuid::now_v7().simple());
     let workers = Arc::new(Workers {
         owner: owner.clone(),
+        concurrency: settings.concurrency,
         wake: Arc::new(Notify::new()),
+        status: Arc::new(PoolStatus::default()),
     });
     let pool = Pool {
         store,
@@ -72,6 +131,7 @@ pub fn start(
         running: Arc::new(Mutex::new(HashSet::new())),
         saga,
         database: breakers.get("database"),
+        status: workers.status.clone(),
     };
     let handle = tokio::spawn(pool.run(shutdown));
     (workers, handle)
@@ -94,11 +154,22 @@ struct Pool {
     saga: SagaRunner,
     /// Guards the claims: while the database is failing, the pool stops asking it.
     database: Option<Breaker>,
+    status: Arc<PoolStatus>,
+}
+
+/// Marks the pool stopped when its loop ends, by return or by panic.
+struct StoppedOnDrop(Arc<PoolStatus>);
+
+impl Drop for StoppedOnDrop {
+    fn drop(&mut self) {
+        self.0.stopped.store(true, Ordering::SeqCst);
+    }
 }
 
 impl Pool {
     async fn run(self, shutdown: CancellationToken) {
         info!(owner = %self.owner, concurrency = self.settings.concurrency, "worker pool started");
+        let _stopped = StoppedOnDrop(self.status.clone());
         // The renewer outlives the shutdown signal: jobs still draining keep their leases
         // until the pool has finished or released them.
         let renewer_stop = CancellationToken::new();
@@ -112,7 +183,14 @@ impl Pool {
         let mut tasks = JoinSet::new();
 
         while !shutdown.is_cancelled() {
-            let free = self.settings.concurrency.saturating_sub(tasks.len());
+            // Held from the pause check to the end of the claim, so that a pause waits for a
+            // claim already under way.
+            let gate = self.status.claim_gate.lock().await;
+            let free = if self.status.paused.load(Ordering::SeqCst) {
+                0
+            } else {
+                self.settings.concurrency.saturating_sub(tasks.len())
+            };
             let claimed = if free > 0 {
                 // A claim can wait many seconds for a locked database, so shutdown interrupts
                 // it. Jobs that an interrupted claim still committed are leased to this owner,
@@ -124,6 +202,7 @@ impl Pool {
             } else {
                 Vec::new()
             };
+            drop(gate);
             let claimed_count = claimed.len();
             for job in claimed {
                 tasks.spawn(self.clone().run_job(job));
@@ -218,7 +297,14 @@ impl Pool {
             .lock()
             .expect("lock")
             .insert(job.task_id.clone());
-        self.run_job_inner(&job).instrument(span).await;
+        let ids = RequestIds {
+            correlation_id: job.correlation_id.clone(),
+            request_id: job.request_id.clone(),
+        };
+        self.status.active.fetch_add(1, Ordering::SeqCst);
+        context::scope(ids, self.run_job_inner(&job).instrument(span)).await;
+        self.status.active.fetch_sub(1, Ordering::SeqCst);
+        self.status.processed.fetch_add(1, Ordering::SeqCst);
         self.running.lock().expect("lock").remove(&job.task_id);
     }
 
@@ -248,7 +334,17 @@ impl Pool {
                 }
             }
         };
-        match tokio::time::timeout(self.settings.time_limit, watched).await {
+        let outcome = tokio::time::timeout(self.settings.time_limit, watched).await;
+        let outcome_label = match &outcome {
+            Ok(Ok(())) => "success",
+            Ok(Err(e)) if e.is_transient() => "retry",
+            Ok(Err(_)) => "failure",
+            Err(_) => "timeout",
+        };
+        let labels = [("kind", job.kind.as_str()), ("outcome", outcome_label)];
+        metrics::histogram!(names::JOB_DURATION_SECONDS, &labels)
+            .record(started.elapsed().as_secs_f64());
+        match outcome {
             Ok(Ok(())) => {
                 info!(
                     duration_ms = started.elapsed().as_millis() as u64,
@@ -382,10 +478,15 @@ impl Pool {
             ),
             None => warn!("lease lost before commit; the enrollment was rolled back"),
         }
+        if let Some(outcome) = &done {
+            self.audit_outcome("run_job", &request, outcome).await;
+        }
         if matches!(done, Some(Ok(_)))
             && let Some(saga) = self.store.saga_for_task(&job.task_id).await?
             && !saga.status.is_finished()
         {
+            let event = saga_event(&saga, AuditEventType::SagaStarted, "start");
+            crate::audit::record(self.store.as_ref(), event).await;
             return self.drive_saga(job, saga).await;
         }
         Ok(())
@@ -472,6 +573,7 @@ impl Pool {
                 warn!(processed = i, "lease lost during a bulk job; stopping");
                 return Ok(());
             };
+            self.audit_outcome("run_bulk_item", item, &outcome).await;
             let item_result = enrollment_result(&outcome);
             let entry = match outcome {
                 Ok(_) => {
@@ -531,6 +633,7 @@ impl Pool {
             "next_retry_in_ms": delay.as_millis() as u64,
         });
         let run_at = clock::now_ms() + delay.as_millis() as i64;
+        metrics::counter!(names::JOB_RETRIES_TOTAL, "kind" => job.kind.as_str()).increment(1);
         warn!(error = %error, attempt, delay_ms = delay.as_millis() as u64, "job retry scheduled");
         if let Err(e) = self
             .store
@@ -541,10 +644,24 @@ impl Pool {
         }
     }
 
+    /// Records the committed or rejected enrollment of one request in the audit trail.
+    async fn audit_outcome(
+        &self,
+        action: &str,
+        request: &EnrollmentRequest,
+        outcome: &Result<EnrollmentOutcome, DomainError>,
+    ) {
+        let event = match outcome {
+            Ok(outcome) => enrollment::created(action, request, outcome),
+            Err(rejection) => enrollment::rejected(action, request, rejection),
+        };
+        audit::record(self.store.as_ref(), event).await;
+    }
+
     async fn fail(&self, job: &Job, meta: Value) {
         let update = JobUpdate {
             state: JobState::Failure,
-            meta: Some(meta),
+            meta: Some(meta.clone()),
             result: None,
         };
         match self
@@ -552,7 +669,15 @@ impl Pool {
             .update_job(&job.task_id, &self.owner, &update, clock::now_ms())
             .await
         {
-            Ok(true) => error!(task_id = %job.task_id, "job marked FAILURE"),
+            Ok(true) => {
+                error!(task_id = %job.task_id, "job marked FAILURE");
+                let request = serde_json::from_value::<EnrollmentRequest>(job.payload.clone());
+                if let (JobKind::Inscription, Ok(request)) = (job.kind, request) {
+                    let code = meta["error_type"].as_str().unwrap_or("JOB_FAILED");
+                    let event = enrollment::job_failed(&request, &job.task_id, code);
+                    audit::record(self.store.as_ref(), event).await;
+                }
+            }
             Ok(false) => {
                 warn!(task_id = %job.task_id, "lease lost before the failure was recorded")
             }

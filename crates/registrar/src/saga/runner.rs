@@ -12,6 +12,7 @@ use tracing::{info, warn};
 
 use super::model::{ASSESS_FEE, SEND_CONFIRMATION, Saga, SagaStatus, StepStatus, initial_steps};
 use super::participants::{CallError, Participants};
+use crate::audit::{self, AuditEvent, AuditEventType};
 use crate::clock;
 use crate::domain::enrollment::{EnrollmentOutcome, EnrollmentRequest};
 use crate::domain::error::{DomainError, ErrorCode};
@@ -19,6 +20,7 @@ use crate::jobs::model::{JobState, JobUpdate};
 use crate::jobs::result::{enrollment_result, error_result};
 use crate::resilience::breaker::{BreakerError, Breakers};
 use crate::store::{JobWrite, Store, StoreError};
+use crate::telemetry::metrics as names;
 
 /// Where a saga stands after a run.
 #[derive(Debug, Clone, PartialEq)]
@@ -380,6 +382,14 @@ impl SagaRunner {
             return Ok(Progress::LeaseLost);
         }
         info!(saga_id = %saga.saga_id, status = saga.status.as_str(), "saga finished");
+        metrics::counter!(names::SAGA_OUTCOMES_TOTAL, "outcome" => saga.status.as_str())
+            .increment(1);
+        let event_type = if saga.status == SagaStatus::Completed {
+            AuditEventType::SagaCompleted
+        } else {
+            AuditEventType::SagaCompensated
+        };
+        audit::record(self.store.as_ref(), saga_event(saga, event_type, "finish")).await;
         Ok(Progress::Finished(saga.status))
     }
 
@@ -484,6 +494,27 @@ impl SagaRunner {
         }
         Ok(count)
     }
+}
+
+/// Builds the audit event of a saga's start or end.
+pub fn saga_event(saga: &Saga, event_type: AuditEventType, action: &str) -> AuditEvent {
+    let mut event = AuditEvent::new(event_type, "saga", action)
+        .entity_id(&saga.saga_id)
+        .ids(saga.correlation_id.clone(), saga.request_id.clone())
+        .student(&saga.registro_academico)
+        .periodo(&saga.codigo_periodo)
+        .data(json!({
+            "status": saga.status.as_str(),
+            "task_id": saga.task_id,
+            "grupos": saga.grupos,
+            "added_grupos": saga.added_grupos,
+            "codigo_inscripcion": saga.codigo_inscripcion,
+            "reason": saga.error,
+        }));
+    if let Some(code) = &saga.error_code {
+        event = event.error_code(code);
+    }
+    event
 }
 
 /// The ids a new saga carries.

@@ -1,6 +1,7 @@
 //! The system of record. One trait, [`Store`], with an embedded SQLite implementation and a
 //! PostgreSQL one, chosen at start-up from the `DATABASE_URL` scheme.
 
+pub(crate) mod audit;
 pub mod error;
 pub mod postgres;
 pub(crate) mod resilience;
@@ -16,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::StoreError;
 
+use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
 use crate::domain::catalog::{Catalog, CatalogKeys, LoadReport, Prerrequisito};
 use crate::domain::enrollment::{
     EnrollError, EnrollmentOutcome, EnrollmentRequest, EnrollmentRules,
@@ -29,7 +31,7 @@ use crate::domain::views::{
     EnrollmentStatistics, InscripcionConGrupos, InscripcionFull, MateriaRef, PeriodoUpdate,
 };
 use crate::idempotency::{Claim, NewRecord};
-use crate::jobs::model::{CancelOutcome, Job, JobCounts, JobUpdate, NewJob, TaskRef};
+use crate::jobs::model::{CancelOutcome, Job, JobCounts, JobKind, JobUpdate, NewJob, TaskRef};
 use crate::saga::model::{Saga, SagaCounts, SagaQuery};
 
 /// The database engine behind a store.
@@ -46,6 +48,22 @@ impl Backend {
             Self::Postgres => "postgres",
         }
     }
+}
+
+/// The jobs waiting to run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    pub waiting: i64,
+    /// Creation time of the oldest waiting job, epoch milliseconds.
+    pub oldest_created_at_ms: Option<i64>,
+}
+
+/// Connections of a store's pools. SQLite counts its write and read pools together.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    pub in_use: u32,
+    pub idle: u32,
+    pub max: u32,
 }
 
 /// Decides what a job step writes once its enrollment attempt has run, given the attempt's
@@ -292,6 +310,28 @@ pub trait Store: Send + Sync {
 
     async fn job_counts(&self) -> Result<JobCounts, StoreError>;
 
+    /// Counts the jobs waiting to run (`PENDING` or `RETRY`) of each kind that has any, and
+    /// finds the oldest one's creation time.
+    async fn queue_depth_by_kind(&self) -> Result<Vec<(JobKind, QueueDepth)>, StoreError>;
+
+    /// Counts every waiting job and finds the oldest one's creation time.
+    async fn queue_depth(&self) -> Result<QueueDepth, StoreError> {
+        let by_kind = self.queue_depth_by_kind().await?;
+        let mut total = QueueDepth::default();
+        for (_, depth) in by_kind {
+            total.waiting += depth.waiting;
+            total.oldest_created_at_ms =
+                match (total.oldest_created_at_ms, depth.oldest_created_at_ms) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+        }
+        Ok(total)
+    }
+
+    /// Returns the connection pool's current use, without waiting.
+    fn pool_stats(&self) -> PoolStats;
+
     /// Deletes jobs that finished before `before_ms`; returns how many.
     async fn purge_finished_jobs(&self, before_ms: i64) -> Result<u64, StoreError>;
 
@@ -369,6 +409,13 @@ pub trait Store: Send + Sync {
     async fn cleanup_sagas(&self, before_ms: i64) -> Result<u64, StoreError>;
 
     async fn saga_counts(&self) -> Result<SagaCounts, StoreError>;
+    // Audit trail.
+
+    /// Stores one audit event in its own transaction.
+    async fn insert_audit_event(&self, event: &AuditEvent) -> Result<(), StoreError>;
+
+    /// Lists the events that match `filter`, newest first, at most `filter.limit`.
+    async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;
 }
 
 /// Sorts `(table, key)` rows from `SELECT_CATALOG_KEYS` into a [`CatalogKeys`].
@@ -444,6 +491,22 @@ pub(crate) fn assemble_tasks(
                 };
                 job.completed_at.is_none_or(|at| at >= expired_before_ms)
             })
+        })
+        .collect()
+}
+
+/// Turns `(kind, waiting, oldest created_at)` rows from `SELECT_QUEUE_DEPTH` into depths.
+pub(crate) fn queue_depths_from_rows(
+    rows: Vec<(String, i64, Option<i64>)>,
+) -> Result<Vec<(JobKind, QueueDepth)>, StoreError> {
+    rows.into_iter()
+        .map(|(kind, waiting, oldest_created_at_ms)| {
+            let kind = JobKind::parse(&kind).ok_or_else(|| StoreError::corrupt("job", kind))?;
+            let depth = QueueDepth {
+                waiting,
+                oldest_created_at_ms,
+            };
+            Ok((kind, depth))
         })
         .collect()
 }

@@ -546,3 +546,7 @@ pub const SELECT_JOBS_ANY: &str = concat!(
 /// Group views whose id is in the array `$1`, with their jobs (PostgreSQL).
 pub const SELECT_VIEW_JOBS_ANY: &str = "SELECT v.view_id, v.codigo_grupo AS view_grupo, j.* \
      FROM job_group_view v JOIN job j ON j.task_id = v.task_id WHERE v.view_id = ANY($1)";
+
+/// The number of jobs waiting to run and the oldest one's creation time, by kind.
+pub(crate) const SELECT_QUEUE_DEPTH: &str = "SELECT kind, COUNT(*), MIN(created_at) FROM job \
+     WHERE state IN ('PENDING', 'RETRY') GROUP BY kind";

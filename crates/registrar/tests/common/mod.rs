@@ -234,8 +234,8 @@ impl TestApp {
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
         let redis = registrar::app::connect_redis(&config).expect("redis client");
-        let breakers =
-            registrar::app::build_breakers(&config, redis.clone()).expect("circuit breakers");
+        let breakers = registrar::app::build_breakers(&config, redis.clone(), Some(store.clone()))
+            .expect("circuit breakers");
         let workers = if with_workers {
             let (workers, handle) = registrar::app::start_workers(
                 store.clone(),

@@ -6,6 +6,7 @@
 //! the `periodo_academico` table against other period writes. The SQLite store gets the same
 //! serialisation from its database-wide write lock.
 
+mod audit;
 mod catalog;
 mod convert;
 mod historial;
@@ -25,7 +26,8 @@ use time::Date;
 
 use self::tx::PgTx;
 use super::sql;
-use super::{Backend, JobWrite, SagaFor, StepFinish, Store, StoreError};
+use super::{Backend, JobWrite, PoolStats, QueueDepth, SagaFor, StepFinish, Store, StoreError};
+use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
 use crate::domain::catalog::{Catalog, CatalogKeys, LoadReport};
 use crate::domain::enrollment::{
     EnrollError, EnrollMode, EnrollmentOutcome, EnrollmentRequest, EnrollmentRules, enroll,
@@ -39,7 +41,7 @@ use crate::domain::views::{
     EnrollmentStatistics, InscripcionConGrupos, InscripcionFull, MateriaRef, PeriodoUpdate,
 };
 use crate::idempotency::{Claim, NewRecord};
-use crate::jobs::model::{CancelOutcome, Job, JobCounts, JobUpdate, NewJob, TaskRef};
+use crate::jobs::model::{CancelOutcome, Job, JobCounts, JobKind, JobUpdate, NewJob, TaskRef};
 use crate::saga::model::{Saga, SagaCounts, SagaQuery};
 
 /// Connection settings for the PostgreSQL store.
@@ -724,6 +726,31 @@ impl Store for PgStore {
     async fn saga_counts(&self) -> Result<SagaCounts, StoreError> {
         let mut conn = self.pool.acquire().await?;
         self::resilience::saga_counts(&mut conn).await
+    }
+
+    async fn queue_depth_by_kind(&self) -> Result<Vec<(JobKind, QueueDepth)>, StoreError> {
+        let rows: Vec<(String, i64, Option<i64>)> = sqlx::query_as(sql::SELECT_QUEUE_DEPTH)
+            .fetch_all(&self.pool)
+            .await?;
+        super::queue_depths_from_rows(rows)
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        let size = self.pool.size();
+        let idle = self.pool.num_idle() as u32;
+        PoolStats {
+            in_use: size.saturating_sub(idle),
+            idle,
+            max: self.pool.options().get_max_connections(),
+        }
+    }
+
+    async fn insert_audit_event(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        self.insert_audit(event).await
+    }
+
+    async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        self.list_audit(filter).await
     }
 }
 

@@ -5,6 +5,7 @@
 //! separate pool and never wait for writers. Other processes on the same file (a separate
 //! `registrar worker`) wait on the busy timeout.
 
+mod audit;
 mod catalog;
 mod convert;
 mod historial;
@@ -26,7 +27,8 @@ use time::Date;
 
 use self::tx::SqliteTx;
 use super::sql;
-use super::{Backend, JobWrite, SagaFor, StepFinish, Store, StoreError};
+use super::{Backend, JobWrite, PoolStats, QueueDepth, SagaFor, StepFinish, Store, StoreError};
+use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
 use crate::domain::catalog::{Catalog, CatalogKeys, LoadReport};
 use crate::domain::enrollment::{
     EnrollError, EnrollMode, EnrollmentOutcome, EnrollmentRequest, EnrollmentRules, enroll,
@@ -40,7 +42,7 @@ use crate::domain::views::{
     EnrollmentStatistics, InscripcionConGrupos, InscripcionFull, MateriaRef, PeriodoUpdate,
 };
 use crate::idempotency::{Claim, NewRecord};
-use crate::jobs::model::{CancelOutcome, Job, JobCounts, JobUpdate, NewJob, TaskRef};
+use crate::jobs::model::{CancelOutcome, Job, JobCounts, JobKind, JobUpdate, NewJob, TaskRef};
 use crate::saga::model::{Saga, SagaCounts, SagaQuery};
 
 /// Connection settings for the SQLite store.
@@ -712,6 +714,32 @@ impl Store for SqliteStore {
     async fn saga_counts(&self) -> Result<SagaCounts, StoreError> {
         let mut conn = self.read.acquire().await?;
         self::resilience::saga_counts(&mut conn).await
+    }
+
+    async fn queue_depth_by_kind(&self) -> Result<Vec<(JobKind, QueueDepth)>, StoreError> {
+        let rows: Vec<(String, i64, Option<i64>)> = sqlx::query_as(sql::SELECT_QUEUE_DEPTH)
+            .fetch_all(&self.read)
+            .await?;
+        super::queue_depths_from_rows(rows)
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        let size = self.write.size() + self.read.size();
+        let idle = self.write.num_idle() as u32 + self.read.num_idle() as u32;
+        PoolStats {
+            in_use: size.saturating_sub(idle),
+            idle,
+            max: self.write.options().get_max_connections()
+                + self.read.options().get_max_connections(),
+        }
+    }
+
+    async fn insert_audit_event(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        self.insert_audit(event).await
+    }
+
+    async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        self.list_audit(filter).await
     }
 }
 

@@ -1,6 +1,12 @@
-//! Log output: one JSON object per line by default, or human-readable text.
+//! Log output (one JSON object per line by default, or human-readable text), the ids of the
+//! request or job being served, and the Prometheus metrics.
+
+pub mod context;
+mod json;
+pub mod metrics;
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::JsonFields;
 
 use crate::config::{Config, LogFormat};
 
@@ -12,10 +18,8 @@ pub fn init(config: &Config) {
         .with_writer(std::io::stdout);
     let result = match config.log_format {
         LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
+            .fmt_fields(JsonFields::new())
+            .event_format(json::JsonLines)
             .try_init(),
         LogFormat::Text => builder.try_init(),
     };

@@ -1,0 +1,64 @@
+//! The audit trail: business and operator events, each logged as one line with `audit = true`
+//! and stored in the `audit_event` table, so that operators can reconstruct afterwards who was
+//! affected by what, and when.
+//!
+//! Callers build an [`AuditEvent`] and hand it to [`record`] after the change it describes has
+//! committed (or, for a rejection, after its transaction rolled back). `record` never fails:
+//! an event that cannot be stored is still in the log.
+
+pub mod enrollment;
+mod event;
+mod query;
+
+pub use event::{AuditEvent, AuditEventType};
+pub use query::{AuditFilter, AuditRecord, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+
+use crate::store::Store;
+use crate::telemetry::context;
+use crate::telemetry::metrics as names;
+
+/// Logs `event` as one line with `audit = true` and stores it. The request and correlation
+/// ids of the current request or job are filled in when the event has none. A storage
+/// failure is logged and not returned, so auditing never fails the caller's operation.
+pub async fn record(store: &dyn Store, mut event: AuditEvent) {
+    if let Some(ids) = context::current() {
+        if event.correlation_id.is_none() {
+            event.correlation_id = Some(ids.correlation_id);
+        }
+        if event.request_id.is_none() {
+            event.request_id = ids.request_id;
+        }
+    }
+
+    tracing::info!(
+        target: "registrar::audit",
+        audit = true,
+        event_type = event.event_type.as_str(),
+        entity_type = %event.entity_type,
+        entity_id = event.entity_id.as_deref(),
+        action = %event.action,
+        correlation_id = event.correlation_id.as_deref(),
+        request_id = event.request_id.as_deref(),
+        registro_academico = event.registro_academico.as_deref(),
+        codigo_periodo = event.codigo_periodo.as_deref(),
+        codigo_grupo = event.codigo_grupo.as_deref(),
+        error_code = event.error_code.as_deref(),
+        data = %event.data,
+        "audit event"
+    );
+
+    let labels = [
+        ("event_type", event.event_type.as_str().to_owned()),
+        ("error_code", event.error_code.clone().unwrap_or_default()),
+    ];
+    metrics::counter!(names::AUDIT_EVENTS_TOTAL, &labels).increment(1);
+
+    if let Err(e) = store.insert_audit_event(&event).await {
+        tracing::warn!(
+            error = %e,
+            event_type = event.event_type.as_str(),
+            entity_id = event.entity_id.as_deref(),
+            "storing an audit event failed; it is kept in the log only"
+        );
+    }
+}

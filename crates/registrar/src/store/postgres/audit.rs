@@ -1,0 +1,64 @@
+//! The audit trail on PostgreSQL, where `data` is JSONB.
+
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+use super::PgStore;
+use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
+use crate::store::StoreError;
+use crate::store::audit::{AuditBind, INSERT_AUDIT_EVENT, list_query};
+
+impl PgStore {
+    pub(super) async fn insert_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        sqlx::query(INSERT_AUDIT_EVENT)
+            .bind(event.occurred_at_ms)
+            .bind(event.event_type.as_str())
+            .bind(&event.entity_type)
+            .bind(&event.entity_id)
+            .bind(&event.action)
+            .bind(&event.correlation_id)
+            .bind(&event.request_id)
+            .bind(&event.registro_academico)
+            .bind(&event.codigo_periodo)
+            .bind(&event.codigo_grupo)
+            .bind(&event.error_code)
+            .bind(&event.data)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn list_audit(
+        &self,
+        filter: &AuditFilter,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let (sql, binds) = list_query(filter);
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for bind in binds {
+            query = match bind {
+                AuditBind::Int(v) => query.bind(v),
+                AuditBind::Text(v) => query.bind(v),
+            };
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(record_from_row).collect()
+    }
+}
+
+fn record_from_row(row: &PgRow) -> Result<AuditRecord, StoreError> {
+    Ok(AuditRecord {
+        id: row.try_get("id")?,
+        occurred_at: crate::clock::rfc3339_from_ms(row.try_get("occurred_at")?),
+        event_type: row.try_get("event_type")?,
+        entity_type: row.try_get("entity_type")?,
+        entity_id: row.try_get("entity_id")?,
+        action: row.try_get("action")?,
+        correlation_id: row.try_get("correlation_id")?,
+        request_id: row.try_get("request_id")?,
+        registro_academico: row.try_get("registro_academico")?,
+        codigo_periodo: row.try_get("codigo_periodo")?,
+        codigo_grupo: row.try_get("codigo_grupo")?,
+        error_code: row.try_get("error_code")?,
+        data: row.try_get("data")?,
+    })
+}

@@ -20,6 +20,9 @@ async fn app_with(billing: Option<&Participant>, notification: Option<&Participa
         c.billing_url = billing;
         c.notification_url = notification;
         c.saga_step_attempts = 3;
+        // The breakers stay closed here: their own tests cover them.
+        c.circuit_breakers =
+            "billing:failure_threshold=100;notification:failure_threshold=100".into();
     })
     .await
 }

@@ -1,0 +1,241 @@
+//! Following queued jobs to the end by polling their status, and counting how they ended.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use goose::prelude::*;
+use serde_json::Value;
+
+use crate::invariants::{JobOutcome, JobRecord, classify};
+use crate::request::{Call, Origin, RunContext, send};
+
+pub const STATUS_ONE: &str = "status one";
+pub const STATUS_MULTIPLE: &str = "status multiple";
+
+/// Polls `GET /api/v1/queue/tasks/{id}/status` until the job is finished or the poll
+/// deadline passes. A 404 is a valid answer (an id the server does not know) and ends the job as a failure.
+pub async fn wait_one(
+    user: &mut GooseUser,
+    ctx: &RunContext,
+    origin: Origin,
+    task_id: &str,
+) -> JobOutcome {
+    let path = format!("/api/v1/queue/tasks/{task_id}/status");
+    while ctx.may_poll() {
+        let reply = send(
+            user,
+            ctx,
+            origin,
+            Call {
+                label: STATUS_ONE,
+                method: GooseMethod::Get,
+                path: &path,
+                body: None,
+                headers: &[],
+                expected: &[200, 404],
+            },
+        )
+        .await;
+        if reply.status == Some(404) {
+            return JobOutcome::Failure {
+                reason: "TASK_NOT_FOUND".into(),
+            };
+        }
+        if let Some(outcome) = reply.json().as_ref().and_then(classify) {
+            return outcome;
+        }
+        tokio::time::sleep(ctx.poll_interval).await;
+    }
+    JobOutcome::Unfinished
+}
+
+/// Combines the outcomes of the group views of one job. Returns `None` while any view is
+/// unfinished; views that disagree are a failure, because one job enrolls all its groups or
+/// none.
+pub fn combine_views(items: &[Value]) -> Option<JobOutcome> {
+    let outcomes: Vec<JobOutcome> = items.iter().map(classify).collect::<Option<_>>()?;
+    let first = outcomes.first()?.clone();
+    if outcomes.iter().all(|o| *o == first) {
+        Some(first)
+    } else {
+        Some(JobOutcome::Failure {
+            reason: "group views of one job disagree".into(),
+        })
+    }
+}
+
+/// Polls `POST /api/v1/queue/tasks/status/multiple` with the group task ids of one job until
+/// every view is finished or the poll deadline passes.
+pub async fn wait_views(
+    user: &mut GooseUser,
+    ctx: &RunContext,
+    origin: Origin,
+    task_ids: &[String],
+) -> JobOutcome {
+    let body = Value::from(task_ids.to_vec());
+    while ctx.may_poll() {
+        let reply = send(
+            user,
+            ctx,
+            origin,
+            Call {
+                label: STATUS_MULTIPLE,
+                method: GooseMethod::Post,
+                path: "/api/v1/queue/tasks/status/multiple",
+                body: Some(&body),
+                headers: &[],
+                expected: &[200],
+            },
+        )
+        .await;
+        let items = reply.json().and_then(|v| v.as_array().cloned());
+        if let Some(items) = items
+            && items.len() == task_ids.len()
+            && let Some(outcome) = combine_views(&items)
+        {
+            return outcome;
+        }
+        tokio::time::sleep(ctx.poll_interval).await;
+    }
+    JobOutcome::Unfinished
+}
+
+/// Job outcomes of one scenario, counted per enrollment request.
+#[derive(Debug, Clone, Default)]
+pub struct JobTally {
+    pub requested: usize,
+    pub success: usize,
+    /// Business errors by `error_code`.
+    pub business_errors: BTreeMap<String, usize>,
+    /// Failures by reason.
+    pub failures: BTreeMap<String, usize>,
+    /// Requests whose enqueue call failed, or that were never sent because time was up.
+    pub not_enqueued: usize,
+    pub unfinished: usize,
+    /// From the first enqueue request sent to the last job seen finished.
+    pub end_to_end: Option<Duration>,
+}
+
+impl JobTally {
+    /// Returns SUCCESS enrollments per second, end to end.
+    pub fn completed_per_second(&self) -> Option<f64> {
+        let seconds = self.end_to_end?.as_secs_f64();
+        (seconds > 0.0).then(|| self.success as f64 / seconds)
+    }
+}
+
+#[derive(Default)]
+struct LogState {
+    records: Vec<JobRecord>,
+    not_enqueued: BTreeMap<String, usize>,
+    first_sent: Option<Instant>,
+    last_finished: Option<Instant>,
+}
+
+/// The jobs of one scenario, shared by its users.
+#[derive(Default)]
+pub struct JobLog {
+    state: Mutex<LogState>,
+}
+
+impl JobLog {
+    /// Notes that an enqueue request is about to be sent.
+    pub fn sending(&self) {
+        let mut state = self.state.lock().expect("job log lock");
+        state.first_sent.get_or_insert_with(Instant::now);
+    }
+
+    /// Notes a request that produced no job, with the reason.
+    pub fn not_enqueued(&self, reason: String) {
+        let mut state = self.state.lock().expect("job log lock");
+        *state.not_enqueued.entry(reason).or_default() += 1;
+    }
+
+    pub fn finished(&self, record: JobRecord) {
+        let mut state = self.state.lock().expect("job log lock");
+        if record.outcome != JobOutcome::Unfinished {
+            state.last_finished = Some(Instant::now());
+        }
+        state.records.push(record);
+    }
+
+    /// Takes the records and returns them with their tally and the reasons of requests that
+    /// produced no job.
+    pub fn take_parts(&self) -> (Vec<JobRecord>, JobTally, BTreeMap<String, usize>) {
+        let state = std::mem::take(&mut *self.state.lock().expect("job log lock"));
+        let mut tally = JobTally {
+            not_enqueued: state.not_enqueued.values().sum(),
+            end_to_end: state
+                .first_sent
+                .zip(state.last_finished)
+                .map(|(first, last)| last.saturating_duration_since(first)),
+            ..JobTally::default()
+        };
+        tally.requested = state.records.len() + tally.not_enqueued;
+        for record in &state.records {
+            match &record.outcome {
+                JobOutcome::Success => tally.success += 1,
+                JobOutcome::BusinessError { code } => {
+                    *tally.business_errors.entry(code.clone()).or_default() += 1;
+                }
+                JobOutcome::Failure { reason } => {
+                    *tally.failures.entry(reason.clone()).or_default() += 1;
+                }
+                JobOutcome::Unfinished => tally.unfinished += 1,
+            }
+        }
+        (state.records, tally, state.not_enqueued)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn views_combine_when_all_agree() {
+        let done = json!({"status": "SUCCESS", "result": {"status": "SUCCESS"}});
+        let pending = json!({"status": "PENDING"});
+        let failed = json!({"status": "FAILURE"});
+        assert_eq!(
+            combine_views(&[done.clone(), done.clone()]),
+            Some(JobOutcome::Success)
+        );
+        assert_eq!(combine_views(&[done.clone(), pending]), None);
+        assert!(matches!(
+            combine_views(&[done, failed]),
+            Some(JobOutcome::Failure { reason }) if reason.contains("disagree")
+        ));
+        assert_eq!(combine_views(&[]), None);
+    }
+
+    #[test]
+    fn log_tallies_outcomes() {
+        let log = JobLog::default();
+        log.sending();
+        let record = |outcome| JobRecord {
+            registro_academico: "A".into(),
+            codigo_periodo: "P".into(),
+            grupos: vec!["G".into()],
+            outcome,
+        };
+        log.finished(record(JobOutcome::Success));
+        log.finished(record(JobOutcome::BusinessError {
+            code: "GRUPO_SIN_CUPO".into(),
+        }));
+        log.finished(record(JobOutcome::Unfinished));
+        log.not_enqueued("expected 202, got 500".into());
+        let (records, tally, reasons) = log.take_parts();
+        assert_eq!(records.len(), 3);
+        assert_eq!(tally.requested, 4);
+        assert_eq!(tally.success, 1);
+        assert_eq!(tally.business_errors["GRUPO_SIN_CUPO"], 1);
+        assert_eq!(tally.unfinished, 1);
+        assert_eq!(tally.not_enqueued, 1);
+        assert_eq!(reasons["expected 202, got 500"], 1);
+        assert!(tally.end_to_end.is_some());
+    }
+}

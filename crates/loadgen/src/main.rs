@@ -108,10 +108,16 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         drain_secs: u64,
     },
+    /// Read every period, inscription and student listing through the API and check the data
+    /// invariants, for example after a JMeter run. Exits with 1 on a violation.
+    Check {
+        #[command(flatten)]
+        target: TargetArgs,
+    },
 }
 
 #[derive(Args)]
-struct CommonArgs {
+struct TargetArgs {
     /// Base URL of the service. Only loopback addresses are accepted unless
     /// --allow-non-loopback is given.
     #[arg(long, default_value = "http://127.0.0.1:8003")]
@@ -119,15 +125,21 @@ struct CommonArgs {
     /// Accept a base URL that is not a loopback address. Use it only for a host you run.
     #[arg(long)]
     allow_non_loopback: bool,
+    /// Timeout of each HTTP request, in seconds.
+    #[arg(long, default_value_t = 30)]
+    request_timeout_secs: u64,
+}
+
+#[derive(Args)]
+struct CommonArgs {
+    #[command(flatten)]
+    target: TargetArgs,
     /// Concurrent users (goose users), at most 1000.
     #[arg(long, default_value_t = 50)]
     users: usize,
     /// Pause between two status polls of one job, in milliseconds.
     #[arg(long, default_value_t = 100)]
     poll_interval_ms: u64,
-    /// Timeout of each HTTP request, in seconds.
-    #[arg(long, default_value_t = 30)]
-    request_timeout_secs: u64,
     /// Folder for report.html, results.jtl and summary.json; created if missing.
     /// Default: loadgen-results/COMMAND-UNIXTIME in the current folder.
     #[arg(long)]
@@ -172,6 +184,7 @@ fn main() -> ExitCode {
             Duration::from_millis(think_time_ms),
             drain_secs,
         ),
+        Command::Check { target } => run_check(&target),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -212,6 +225,41 @@ fn write_catalog(spec: &CatalogSpec, out: &PathBuf) -> anyhow::Result<bool> {
     Ok(true)
 }
 
+fn parse_target(target: &TargetArgs) -> anyhow::Result<Url> {
+    if target.request_timeout_secs == 0 {
+        bail!("invalid --request-timeout-secs 0: use at least 1");
+    }
+    target::parse_base_url(&target.base_url, target.allow_non_loopback).map_err(anyhow::Error::msg)
+}
+
+fn run_check(target: &TargetArgs) -> anyhow::Result<bool> {
+    let base = parse_target(target)?;
+    let client = client_builder(Duration::from_secs(target.request_timeout_secs))
+        .build()
+        .context("failed to build the HTTP client")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
+    let (snapshot, violations) = runtime.block_on(check_invariants(&client, &base, &[], false));
+    for violation in &violations {
+        eprintln!("INVARIANT VIOLATED: {violation}");
+    }
+    if violations.is_empty() {
+        println!(
+            "check: PASS ({} periods, {} inscriptions checked)",
+            snapshot.periods.len(),
+            snapshot.inscriptions.len()
+        );
+    } else {
+        eprintln!(
+            "registrar-loadgen: check FAILED: {} invariant violations",
+            violations.len()
+        );
+    }
+    Ok(violations.is_empty())
+}
+
 /// A run that passed its argument checks, with its output folder and JTL file open.
 struct Prepared {
     base: Url,
@@ -222,16 +270,12 @@ struct Prepared {
 }
 
 fn prepare(common: &CommonArgs, command: &str, seconds: u64) -> anyhow::Result<Prepared> {
-    let base = target::parse_base_url(&common.base_url, common.allow_non_loopback)
-        .map_err(anyhow::Error::msg)?;
+    let base = parse_target(&common.target)?;
     if common.users == 0 || common.users > MAX_USERS {
         bail!("invalid --users {}: use 1 to {MAX_USERS}", common.users);
     }
     if seconds == 0 || seconds > MAX_SECONDS {
         bail!("invalid run time {seconds} s: use 1 to {MAX_SECONDS} seconds");
-    }
-    if common.request_timeout_secs == 0 {
-        bail!("invalid --request-timeout-secs 0: use at least 1");
     }
     if let Some(pid) = common.server_pid {
         // Fail before the run, not after it, when the pid is wrong.
@@ -257,7 +301,7 @@ fn prepare(common: &CommonArgs, command: &str, seconds: u64) -> anyhow::Result<P
         .enable_all()
         .build()
         .context("failed to start the async runtime")?;
-    let client = client_builder(Duration::from_secs(common.request_timeout_secs))
+    let client = client_builder(Duration::from_secs(common.target.request_timeout_secs))
         .build()
         .context("failed to build the HTTP client")?;
     Ok(Prepared {
@@ -290,7 +334,7 @@ fn context(
         all_users: common.users,
         enqueue_deadline,
         poll_deadline: enqueue_deadline + drain,
-        request_timeout: Duration::from_secs(common.request_timeout_secs),
+        request_timeout: Duration::from_secs(common.target.request_timeout_secs),
         poll_interval: Duration::from_millis(common.poll_interval_ms),
     })
 }

@@ -112,9 +112,13 @@ pub struct JobTally {
     pub failures: BTreeMap<String, usize>,
     /// Requests whose enqueue call failed, or that were never sent because time was up.
     pub not_enqueued: usize,
+    /// Why requests produced no job, with their counts.
+    pub not_enqueued_reasons: BTreeMap<String, usize>,
     pub unfinished: usize,
     /// From the first enqueue request sent to the last job seen finished.
     pub end_to_end: Option<Duration>,
+    /// Jobs seen finished in each second of the run; index `i` covers `[i, i + 1)`.
+    pub finished_per_second: Vec<u64>,
 }
 
 impl JobTally {
@@ -130,7 +134,8 @@ struct LogState {
     records: Vec<JobRecord>,
     not_enqueued: BTreeMap<String, usize>,
     first_sent: Option<Instant>,
-    last_finished: Option<Instant>,
+    /// When each finished job was seen finished.
+    finished_at: Vec<Instant>,
 }
 
 /// The jobs of one scenario, shared by its users.
@@ -155,21 +160,32 @@ impl JobLog {
     pub fn finished(&self, record: JobRecord) {
         let mut state = self.state.lock().expect("job log lock");
         if record.outcome != JobOutcome::Unfinished {
-            state.last_finished = Some(Instant::now());
+            state.finished_at.push(Instant::now());
         }
         state.records.push(record);
     }
 
-    /// Takes the records and returns them with their tally and the reasons of requests that
-    /// produced no job.
-    pub fn take_parts(&self) -> (Vec<JobRecord>, JobTally, BTreeMap<String, usize>) {
+    /// Takes the records and returns them with their tally; `run_start` is the start of the
+    /// run's timeline.
+    pub fn take_parts(&self, run_start: Instant) -> (Vec<JobRecord>, JobTally) {
         let state = std::mem::take(&mut *self.state.lock().expect("job log lock"));
+        let last_finished = state.finished_at.iter().max().copied();
+        let mut finished_per_second = Vec::new();
+        for at in &state.finished_at {
+            let second = at.saturating_duration_since(run_start).as_secs() as usize;
+            if finished_per_second.len() <= second {
+                finished_per_second.resize(second + 1, 0);
+            }
+            finished_per_second[second] += 1;
+        }
         let mut tally = JobTally {
             not_enqueued: state.not_enqueued.values().sum(),
             end_to_end: state
                 .first_sent
-                .zip(state.last_finished)
+                .zip(last_finished)
                 .map(|(first, last)| last.saturating_duration_since(first)),
+            finished_per_second,
+            not_enqueued_reasons: state.not_enqueued,
             ..JobTally::default()
         };
         tally.requested = state.records.len() + tally.not_enqueued;
@@ -185,7 +201,7 @@ impl JobLog {
                 JobOutcome::Unfinished => tally.unfinished += 1,
             }
         }
-        (state.records, tally, state.not_enqueued)
+        (state.records, tally)
     }
 }
 
@@ -214,6 +230,7 @@ mod tests {
 
     #[test]
     fn log_tallies_outcomes() {
+        let start = Instant::now();
         let log = JobLog::default();
         log.sending();
         let record = |outcome| JobRecord {
@@ -228,14 +245,15 @@ mod tests {
         }));
         log.finished(record(JobOutcome::Unfinished));
         log.not_enqueued("expected 202, got 500".into());
-        let (records, tally, reasons) = log.take_parts();
+        let (records, tally) = log.take_parts(start);
         assert_eq!(records.len(), 3);
         assert_eq!(tally.requested, 4);
         assert_eq!(tally.success, 1);
         assert_eq!(tally.business_errors["GRUPO_SIN_CUPO"], 1);
         assert_eq!(tally.unfinished, 1);
         assert_eq!(tally.not_enqueued, 1);
-        assert_eq!(reasons["expected 202, got 500"], 1);
+        assert_eq!(tally.not_enqueued_reasons["expected 202, got 500"], 1);
         assert!(tally.end_to_end.is_some());
+        assert_eq!(tally.finished_per_second, vec![2]);
     }
 }

@@ -412,7 +412,7 @@ fn run_rush(
     let duration = started.elapsed();
     let cpu = cpu_window.finish();
 
-    let (records, tally, _) = state.jobs.take_parts();
+    let (records, tally) = state.jobs.take_parts(ctx.recorder.started());
     let (snapshot, violations) = prepared.runtime.block_on(check_invariants(
         &prepared.client,
         &prepared.base,
@@ -511,8 +511,9 @@ fn run_scenarios(
     let duration = started.elapsed();
     let cpu = cpu_window.finish();
 
-    let (flow_records, flow_tally, _) = state.flow_jobs.take_parts();
-    let (contention_records, contention_tally, _) = state.contention_jobs.take_parts();
+    let run_start = ctx.recorder.started();
+    let (flow_records, flow_tally) = state.flow_jobs.take_parts(run_start);
+    let (contention_records, contention_tally) = state.contention_jobs.take_parts(run_start);
     let keyed = std::mem::take(&mut *state.keyed.lock().expect("keyed replies lock"));
     let idempotency = std::mem::take(&mut *state.idempotency.lock().expect("idempotency lock"));
 

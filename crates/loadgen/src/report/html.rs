@@ -101,7 +101,7 @@ pub fn line_chart(series: &[Series], unit: &str) -> String {
         CHART_HEIGHT - 8.0,
         CHART_WIDTH - 10.0,
         CHART_HEIGHT - 8.0,
-        points,
+        points.saturating_sub(1),
         escape(unit)
     );
     for (index, s) in series.iter().enumerate() {
@@ -117,7 +117,7 @@ pub fn line_chart(series: &[Series], unit: &str) -> String {
              <text x=\"{:.1}\" y=\"{:.1}\" style=\"fill:{}\">{}</text>",
             escape(s.color),
             coordinates.join(" "),
-            CHART_WIDTH - 280.0 + 140.0 * index as f64,
+            CHART_WIDTH - 420.0 + 140.0 * index as f64,
             12.0,
             escape(s.color),
             escape(s.name)
@@ -176,7 +176,7 @@ fn format_number(value: f64) -> String {
     }
 }
 
-fn throughput_section(aggregates: &Aggregates) -> String {
+fn throughput_section(aggregates: &Aggregates, finished: &[u64]) -> String {
     let requests = aggregates
         .per_second
         .iter()
@@ -198,6 +198,11 @@ fn throughput_section(aggregates: &Aggregates) -> String {
                 name: "failed/s",
                 color: "#e15759",
                 values: failures,
+            },
+            Series {
+                name: "jobs finished/s",
+                color: "#59a14f",
+                values: finished.iter().map(|&n| n as f64).collect(),
             },
         ],
         "requests per second",
@@ -325,6 +330,21 @@ fn jobs_section(report: &RunReport) -> String {
         );
     }
     html.push_str("</table>");
+    for (scenario, tally) in &report.jobs {
+        if !tally.not_enqueued_reasons.is_empty() {
+            let reasons: Vec<String> = tally
+                .not_enqueued_reasons
+                .iter()
+                .map(|(reason, count)| format!("{reason}: {count}"))
+                .collect();
+            let _ = write!(
+                html,
+                "<p>{}: no job for {}.</p>",
+                escape(scenario),
+                escape(&reasons.join(", "))
+            );
+        }
+    }
     if let Some(idem) = &report.idempotency {
         let other: Vec<String> = idem
             .other
@@ -400,7 +420,10 @@ pub fn render(report: &RunReport) -> String {
     );
     html.push_str(&verdict_section(report));
     html.push_str(&jobs_section(report));
-    html.push_str(&throughput_section(&report.aggregates));
+    html.push_str(&throughput_section(
+        &report.aggregates,
+        &report.finished_per_second(),
+    ));
     html.push_str(&latency_section(&report.aggregates));
     html.push_str(&status_section(&report.aggregates));
     html.push_str(&errors_section(&report.aggregates));
@@ -438,13 +461,14 @@ mod tests {
         assert!(html.contains("has inscritos_actuales 3 but 2 detail rows"));
         assert!(html.contains("<th>500</th>"));
         assert!(html.contains("GRUPO_SIN_CUPO 1"));
+        assert!(html.contains("rush: no job for enqueue returned 503: 1."));
         assert!(html.contains("peak RSS 50.0 MiB"));
     }
 
     #[test]
     fn throughput_chart_has_point_per_second() {
         let report = example();
-        let html = throughput_section(&report.aggregates);
+        let html = throughput_section(&report.aggregates, &report.finished_per_second());
         let first_line = html
             .split("points=\"")
             .nth(1)
@@ -455,6 +479,7 @@ mod tests {
             report.aggregates.per_second.len()
         );
         assert_eq!(report.aggregates.per_second.len(), 3);
+        assert!(html.contains("jobs finished/s"));
     }
 
     #[test]

@@ -54,6 +54,20 @@ impl RunReport {
         self.violations.is_empty() && self.problems.is_empty()
     }
 
+    /// Returns the jobs seen finished in each second of the run, over all scenarios.
+    pub fn finished_per_second(&self) -> Vec<u64> {
+        let mut total: Vec<u64> = Vec::new();
+        for tally in self.jobs.values() {
+            if total.len() < tally.finished_per_second.len() {
+                total.resize(tally.finished_per_second.len(), 0);
+            }
+            for (second, count) in tally.finished_per_second.iter().enumerate() {
+                total[second] += count;
+            }
+        }
+        total
+    }
+
     /// Returns requests per second over the load phase.
     pub fn throughput(&self) -> f64 {
         self.aggregates.requests as f64 / self.duration.as_secs_f64().max(f64::EPSILON)
@@ -87,8 +101,8 @@ pub mod tests {
     use super::*;
     use crate::sample::tests::sample;
 
-    /// A small rush report: two enqueue requests, three status polls (one failed) and one
-    /// health request over three seconds, with one violation.
+    /// Builds a small rush report: two enqueue requests, three status polls (one failed) and
+    /// one health request over three seconds, with one violation.
     pub fn example() -> RunReport {
         let mut aggregates = Aggregates::default();
         aggregates.add(&sample("enqueue async-by-groups", 100, Some(202), true));
@@ -98,10 +112,13 @@ pub mod tests {
         aggregates.add(&sample("status multiple", 2300, Some(500), false));
         aggregates.add(&sample("health <&>", 2400, Some(200), true));
         let tally = JobTally {
-            requested: 2,
+            requested: 3,
             success: 1,
             business_errors: BTreeMap::from([("GRUPO_SIN_CUPO".into(), 1)]),
             end_to_end: Some(Duration::from_millis(2500)),
+            finished_per_second: vec![0, 1, 1],
+            not_enqueued: 1,
+            not_enqueued_reasons: BTreeMap::from([("enqueue returned 503".into(), 1)]),
             ..JobTally::default()
         };
         RunReport {

@@ -25,10 +25,34 @@ fn jobs_json(tally: &JobTally) -> Value {
         "business_error": tally.business_errors,
         "failure": tally.failures,
         "not_enqueued": tally.not_enqueued,
+        "not_enqueued_reasons": tally.not_enqueued_reasons,
         "unfinished": tally.unfinished,
         "end_to_end_seconds": tally.end_to_end.map(|d| round3(d.as_secs_f64())),
         "enrollments_completed_per_second": tally.completed_per_second().map(round3),
     })
+}
+
+/// Returns one entry per second of the run: requests sent, requests failed and jobs seen
+/// finished, over all scenarios.
+fn timeline(report: &RunReport) -> Vec<Value> {
+    let finished = report.finished_per_second();
+    let seconds = report.aggregates.per_second.len().max(finished.len());
+    (0..seconds)
+        .map(|second| {
+            let bucket = report
+                .aggregates
+                .per_second
+                .get(second)
+                .copied()
+                .unwrap_or_default();
+            json!({
+                "second": second,
+                "requests": bucket.requests,
+                "failed": bucket.failures,
+                "jobs_finished": finished.get(second).copied().unwrap_or(0),
+            })
+        })
+        .collect()
 }
 
 pub fn to_json(report: &RunReport) -> Value {
@@ -92,6 +116,7 @@ pub fn to_json(report: &RunReport) -> Value {
         })),
         "server_cpu_seconds": report.server_cpu_seconds.map(round3),
         "machine_cpu_busy": report.machine_busy.map(round3),
+        "timeline": timeline(report),
         "passed": report.passed(),
     })
 }
@@ -114,6 +139,11 @@ mod tests {
             1
         );
         assert_eq!(summary["errors"][0]["count"], 1);
+        let timeline = summary["timeline"].as_array().unwrap();
+        assert_eq!(timeline.len(), 3);
+        assert_eq!(timeline[2]["requests"], 3);
+        assert_eq!(timeline[2]["failed"], 1);
+        assert_eq!(timeline[1]["jobs_finished"], 1);
     }
 
     #[test]

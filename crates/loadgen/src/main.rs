@@ -455,6 +455,13 @@ fn run_scenarios(
     think_time: Duration,
     drain_secs: u64,
 ) -> anyhow::Result<bool> {
+    if common.users < kinds.len() {
+        bail!(
+            "invalid --users {}: {} scenarios need at least one user each",
+            common.users,
+            kinds.len()
+        );
+    }
     let mut prepared = prepare(&common, "scenarios", run_time_secs)?;
     if drain_secs > MAX_SECONDS {
         bail!("invalid --drain-secs {drain_secs}: use 0 to {MAX_SECONDS}");

@@ -252,6 +252,32 @@ pub mod tests {
     }
 
     #[test]
+    fn recorder_writes_jtl_and_aggregates() {
+        let path =
+            std::env::temp_dir().join(format!("loadgen-recorder-{}.jtl", std::process::id()));
+        let file: Box<dyn Write + Send> = Box::new(std::fs::File::create(&path).unwrap());
+        let recorder = Recorder::new(Some(JtlWriter::new(file).unwrap()));
+        recorder.record(sample("health", 10, Some(200), true));
+        recorder.record(sample("stats", 20, Some(500), false));
+
+        let (aggregates, result) = recorder.finish();
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(result, Ok(()));
+        assert_eq!(aggregates.requests, 2);
+        assert_eq!(aggregates.failures, 1);
+        assert_eq!(text.lines().count(), 3, "{text}");
+        assert!(
+            text.lines().nth(2).unwrap().contains(",stats,500,"),
+            "{text}"
+        );
+
+        // A sample after `finish` goes to fresh aggregates and to no file.
+        recorder.record(sample("late", 30, Some(200), true));
+        assert_eq!(recorder.finish().0.requests, 1);
+    }
+
+    #[test]
     fn aggregates_cap_distinct_errors() {
         let mut aggregates = Aggregates::default();
         for i in 0..(MAX_DISTINCT_ERRORS + 5) {

@@ -116,6 +116,48 @@ pub struct IdempotencyTally {
     pub other: BTreeMap<String, usize>,
 }
 
+impl IdempotencyTally {
+    /// Counts one reply to a request with `Idempotency-Key: key`. Returns the reply's
+    /// `main_task_id` for the replay check when it is a `202` that carries one.
+    pub fn count(
+        &mut self,
+        key: String,
+        status: Option<u16>,
+        replayed_header: Option<&str>,
+        body: Option<&Value>,
+    ) -> Option<KeyedReply> {
+        let replayed = replayed_header.is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let main_task_id = body.and_then(|v| v["main_task_id"].as_str());
+        match (status, main_task_id) {
+            (Some(202), Some(main_task_id)) => {
+                if replayed {
+                    self.replayed += 1;
+                } else {
+                    self.fresh += 1;
+                }
+                Some(KeyedReply {
+                    key,
+                    main_task_id: main_task_id.to_owned(),
+                    replayed,
+                })
+            }
+            (Some(409), _) => {
+                self.in_flight += 1;
+                None
+            }
+            (status, _) => {
+                let status = match status {
+                    Some(202) => "202 without main_task_id".to_owned(),
+                    Some(code) => code.to_string(),
+                    None => "no response".to_owned(),
+                };
+                *self.other.entry(status).or_default() += 1;
+                None
+            }
+        }
+    }
+}
+
 /// Shared state of one run of the scenarios.
 pub struct DemoState {
     pub ctx: Arc<RunContext>,
@@ -277,35 +319,15 @@ pub async fn idempotency_once(user: &mut GooseUser, state: &DemoState, origin: O
     )
     .await;
 
-    let replayed = reply
-        .header("Idempotent-Replayed")
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    let main_task_id = reply
-        .json()
-        .and_then(|v| v["main_task_id"].as_str().map(str::to_owned));
-    let mut tally = state.idempotency.lock().expect("idempotency lock");
-    match (reply.status, main_task_id) {
-        (Some(202), Some(main_task_id)) => {
-            if replayed {
-                tally.replayed += 1;
-            } else {
-                tally.fresh += 1;
-            }
-            state
-                .keyed
-                .lock()
-                .expect("keyed replies lock")
-                .push(KeyedReply {
-                    key,
-                    main_task_id,
-                    replayed,
-                });
-        }
-        (Some(409), _) => tally.in_flight += 1,
-        (status, _) => {
-            let status = status.map_or_else(|| "no response".to_owned(), |s| s.to_string());
-            *tally.other.entry(status).or_default() += 1;
-        }
+    let replayed = reply.header("Idempotent-Replayed");
+    let keyed = state.idempotency.lock().expect("idempotency lock").count(
+        key,
+        reply.status,
+        replayed,
+        reply.json().as_ref(),
+    );
+    if let Some(keyed) = keyed {
+        state.keyed.lock().expect("keyed replies lock").push(keyed);
     }
 }
 
@@ -378,6 +400,33 @@ mod tests {
             demo_student(FLOW_FIRST, FLOW_COUNT, FLOW_COUNT + 3),
             "EST1003"
         );
+    }
+
+    #[test]
+    fn idempotent_replies_are_counted() {
+        let mut tally = IdempotencyTally::default();
+        let body = json!({"main_task_id": "t1"});
+        let fresh = tally.count("k".into(), Some(202), None, Some(&body));
+        let replay = tally.count("k".into(), Some(202), Some("True"), Some(&body));
+        let not_replay = tally.count("k".into(), Some(202), Some("false"), Some(&body));
+        let busy = tally.count("k".into(), Some(409), None, None);
+        let reused = tally.count("k".into(), Some(422), None, None);
+        let empty = tally.count("k".into(), Some(202), Some("true"), Some(&json!({})));
+        let lost = tally.count("k".into(), None, None, None);
+
+        assert_eq!(fresh.map(|r| r.replayed), Some(false));
+        assert_eq!(
+            replay.map(|r| (r.replayed, r.main_task_id)),
+            Some((true, "t1".into()))
+        );
+        assert_eq!(not_replay.map(|r| r.replayed), Some(false));
+        assert!(busy.is_none() && reused.is_none() && empty.is_none() && lost.is_none());
+        assert_eq!(tally.fresh, 2);
+        assert_eq!(tally.replayed, 1);
+        assert_eq!(tally.in_flight, 1);
+        assert_eq!(tally.other["422"], 1);
+        assert_eq!(tally.other["202 without main_task_id"], 1);
+        assert_eq!(tally.other["no response"], 1);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod html;
 pub mod jtl;
 pub mod summary;
+pub mod text;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -213,6 +213,46 @@ fn plan_paths_resolve_to_api_routes() {
 }
 
 #[test]
+fn plan_thread_groups_are_bounded() {
+    let text = std::fs::read_to_string(PLAN).expect("read the JMeter plan");
+    let doc = roxmltree::Document::parse(&text).expect("the JMeter plan is well-formed XML");
+    let variables = plan_variables(&doc);
+    let groups: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("ThreadGroup"))
+        .collect();
+    assert_eq!(groups.len(), 4, "one thread group per scenario");
+    for group in groups {
+        let name = group.attribute("testname").unwrap_or("?");
+        let scheduler = group
+            .children()
+            .find(|c| c.attribute("name") == Some("ThreadGroup.scheduler"))
+            .and_then(|c| c.text());
+        assert_eq!(scheduler, Some("true"), "{name}: no duration bound");
+        let number = |raw: Option<&str>| resolve(raw.unwrap_or(""), &variables).parse::<u64>();
+        let duration = number(string_prop(group, "ThreadGroup.duration"));
+        assert!(
+            duration.as_ref().is_ok_and(|d| *d > 0),
+            "{name}: duration {duration:?}"
+        );
+        let threads = number(string_prop(group, "ThreadGroup.num_threads"));
+        assert!(
+            threads.as_ref().is_ok_and(|t| *t > 0),
+            "{name}: threads {threads:?}"
+        );
+        let controller = group
+            .children()
+            .find(|c| c.attribute("name") == Some("ThreadGroup.main_controller"))
+            .expect("thread group has a loop controller");
+        let loops = number(string_prop(controller, "LoopController.loops"));
+        assert!(
+            loops.as_ref().is_ok_and(|l| *l > 0),
+            "{name}: loops {loops:?}"
+        );
+    }
+}
+
+#[test]
 fn resolve_uses_property_defaults() {
     let variables = HashMap::from([
         ("PREFIX".to_owned(), "${__P(prefix,/api/v1)}".to_owned()),

@@ -132,7 +132,8 @@ struct CommonArgs {
     /// Default: loadgen-results/COMMAND-UNIXTIME in the current folder.
     #[arg(long)]
     out_dir: Option<PathBuf>,
-    /// Process id of the service, to report its peak resident set size (Linux only).
+    /// Process id of the service, to report its CPU time and peak resident set size (Linux
+    /// only).
     #[arg(long)]
     server_pid: Option<u32>,
 }

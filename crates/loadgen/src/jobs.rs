@@ -1,11 +1,11 @@
 //! Following queued jobs to the end by polling their status, and counting how they ended.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use goose::prelude::*;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::invariants::{JobOutcome, JobRecord, classify};
 use crate::request::{Call, Origin, RunContext, send};
@@ -14,7 +14,7 @@ pub const STATUS_ONE: &str = "status one";
 pub const STATUS_MULTIPLE: &str = "status multiple";
 
 /// Polls `GET /api/v1/queue/tasks/{id}/status` until the job is finished or the poll
-/// deadline passes. A 404 is a valid answer (an id the server does not know) and ends the job as a failure.
+/// deadline passes. A 404 is a valid response (an id the server does not know) and ends the job as a failure.
 pub async fn wait_one(
     user: &mut GooseUser,
     ctx: &RunContext,
@@ -73,8 +73,29 @@ pub async fn wait_views(
     origin: Origin,
     task_ids: &[String],
 ) -> JobOutcome {
-    let body = Value::from(task_ids.to_vec());
-    while ctx.may_poll() {
+    let mut outcome = JobOutcome::Unfinished;
+    wait_jobs(user, ctx, origin, &[task_ids.to_vec()], |_, o| outcome = o).await;
+    outcome
+}
+
+/// Polls `POST /api/v1/queue/tasks/status/multiple` with the group task ids of every
+/// unfinished job in one request, until every job is finished or the poll deadline passes.
+/// Calls `finished` with the job's index once per job, as soon as it is seen finished, and
+/// with [`JobOutcome::Unfinished`] for the jobs left at the deadline.
+pub async fn wait_jobs(
+    user: &mut GooseUser,
+    ctx: &RunContext,
+    origin: Origin,
+    jobs: &[Vec<String>],
+    mut finished: impl FnMut(usize, JobOutcome),
+) {
+    let mut open: Vec<usize> = (0..jobs.len()).collect();
+    while !open.is_empty() && ctx.may_poll() {
+        let ids: Vec<&str> = open
+            .iter()
+            .flat_map(|&job| jobs[job].iter().map(String::as_str))
+            .collect();
+        let body = json!(ids);
         let reply = send(
             user,
             ctx,
@@ -89,16 +110,33 @@ pub async fn wait_views(
             },
         )
         .await;
-        let items = reply.json().and_then(|v| v.as_array().cloned());
-        if let Some(items) = items
-            && items.len() == task_ids.len()
-            && let Some(outcome) = combine_views(&items)
-        {
-            return outcome;
+
+        if let Some(Value::Array(items)) = reply.json() {
+            let by_id: HashMap<&str, &Value> = items
+                .iter()
+                .filter_map(|item| Some((item["task_id"].as_str()?, item)))
+                .collect();
+            open.retain(|&job| {
+                let views: Option<Vec<Value>> = jobs[job]
+                    .iter()
+                    .map(|id| by_id.get(id.as_str()).map(|item| (*item).clone()))
+                    .collect();
+                match views.as_deref().and_then(combine_views) {
+                    Some(outcome) => {
+                        finished(job, outcome);
+                        false
+                    }
+                    None => true,
+                }
+            });
         }
-        tokio::time::sleep(ctx.poll_interval).await;
+        if !open.is_empty() {
+            tokio::time::sleep(ctx.poll_interval).await;
+        }
     }
-    JobOutcome::Unfinished
+    for job in open {
+        finished(job, JobOutcome::Unfinished);
+    }
 }
 
 /// Job outcomes of one scenario, counted per enrollment request.
@@ -112,7 +150,7 @@ pub struct JobTally {
     pub failures: BTreeMap<String, usize>,
     /// Requests whose enqueue call failed, or that were never sent because time was up.
     pub not_enqueued: usize,
-    /// Why requests produced no job, with their counts.
+    /// Reasons that requests produced no job, with their counts.
     pub not_enqueued_reasons: BTreeMap<String, usize>,
     pub unfinished: usize,
     /// From the first enqueue request sent to the last job seen finished.

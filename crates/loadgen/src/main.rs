@@ -70,6 +70,11 @@ enum Command {
         /// Groups per family; must match the catalog.
         #[arg(long, default_value_t = 50)]
         groups_per_family: usize,
+        /// Students each user enqueues before it polls their jobs in one status request, at
+        /// most 100. A user finishes at most this many enrollments per poll interval, so raise
+        /// it (or --users) when the service may be faster than users x batch / interval.
+        #[arg(long, default_value_t = 1)]
+        batch_size: usize,
         /// Bound on the whole rush, in seconds: no enrollment is sent and no poll goes on
         /// after it.
         #[arg(long, default_value_t = 300)]
@@ -158,8 +163,15 @@ fn main() -> ExitCode {
             common,
             students,
             groups_per_family,
+            batch_size,
             time_limit_secs,
-        } => run::run_rush(common, students, groups_per_family, time_limit_secs),
+        } => run::run_rush(
+            common,
+            students,
+            groups_per_family,
+            batch_size,
+            time_limit_secs,
+        ),
         Command::Scenarios {
             common,
             scenarios,

@@ -168,11 +168,18 @@ pub fn run_rush(
     common: CommonArgs,
     students: usize,
     groups_per_family: usize,
+    batch_size: usize,
     time_limit_secs: u64,
 ) -> anyhow::Result<bool> {
     check_groups_per_family(groups_per_family)?;
     if students == 0 {
         bail!("invalid --students 0: use at least 1");
+    }
+    if batch_size == 0 || batch_size > rush::MAX_BATCH {
+        bail!(
+            "invalid --batch-size {batch_size}: use 1 to {}",
+            rush::MAX_BATCH
+        );
     }
     let mut prepared = prepare(&common, "rush", time_limit_secs)?;
     let activated = prepared
@@ -187,6 +194,7 @@ pub fn run_rush(
         Arc::clone(&ctx),
         students,
         groups_per_family,
+        batch_size,
     ));
     let origin = Origin {
         scenario: "rush",
@@ -196,10 +204,10 @@ pub fn run_rush(
         "enroll and wait",
         Arc::clone(&state),
         origin,
-        rush::enroll_next
+        rush::enroll_batch
     );
     let scenario = attack::scenario("rush", ctx.request_timeout, Duration::ZERO, work)?;
-    let iterations = rush::iterations_per_user(students, common.users);
+    let iterations = rush::iterations_per_user(students, common.users, batch_size);
     let cpu_window = CpuWindow::start(common.server_pid);
     let started = Instant::now();
     prepared.runtime.block_on(attack::run(

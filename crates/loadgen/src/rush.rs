@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::catalog::{self, FAMILIES, PERIODO};
 use crate::invariants::JobRecord;
-use crate::jobs::{JobLog, wait_views};
+use crate::jobs::{JobLog, wait_jobs};
 use crate::request::{Call, Origin, RunContext, send};
 use crate::scenarios::{ENQUEUE_BY_GROUPS, group_task_ids};
 
@@ -22,41 +22,56 @@ pub struct RushState {
     pub ctx: Arc<RunContext>,
     pub students: usize,
     pub groups_per_family: usize,
+    /// Students each user enqueues before it polls their jobs together.
+    pub batch_size: usize,
     next: AtomicUsize,
     pub jobs: JobLog,
 }
 
 impl RushState {
-    pub fn new(ctx: Arc<RunContext>, students: usize, groups_per_family: usize) -> Self {
+    pub fn new(
+        ctx: Arc<RunContext>,
+        students: usize,
+        groups_per_family: usize,
+        batch_size: usize,
+    ) -> Self {
         Self {
             ctx,
             students,
             groups_per_family,
+            batch_size,
             next: AtomicUsize::new(0),
             jobs: JobLog::default(),
         }
     }
 }
 
-/// Returns how many times each user runs the rush transaction so that `users` users cover
-/// `students` students; each run claims the next student, and surplus runs do nothing.
-pub fn iterations_per_user(students: usize, users: usize) -> usize {
-    students.div_ceil(users.max(1))
+/// Maximum `--batch-size`: three group task ids per student must fit in one status
+/// request, which the service caps at 500 ids.
+pub const MAX_BATCH: usize = 100;
+const _: () = assert!(MAX_BATCH * FAMILIES <= 500);
+
+/// Returns how many times each user runs the rush transaction so that `users` users, each
+/// claiming up to `batch` students per run, cover `students` students. Surplus runs do nothing.
+pub fn iterations_per_user(students: usize, users: usize, batch: usize) -> usize {
+    students.div_ceil(users.max(1) * batch.max(1))
 }
 
-/// Claims the next student, enrolls them and follows the job to the end.
-pub async fn enroll_next(user: &mut GooseUser, state: &RushState, origin: Origin) {
-    let student = state.next.fetch_add(1, Ordering::Relaxed);
-    if student >= state.students {
-        return;
-    }
-    let ra = catalog::student_id(student);
-    let grupos = catalog::student_groups(student, state.groups_per_family);
-    if !state.ctx.may_enqueue() {
-        state.jobs.not_enqueued("time was up".into());
-        return;
-    }
+/// One enrollment whose job the user follows.
+struct Enqueued {
+    ra: String,
+    grupos: Vec<String>,
+    task_ids: Vec<String>,
+}
 
+/// Enqueues one student's enrollment. Returns the group task ids, or why no job came of it.
+async fn enqueue(
+    user: &mut GooseUser,
+    state: &RushState,
+    origin: Origin,
+    ra: &str,
+    grupos: &[String],
+) -> Result<Vec<String>, String> {
     let body = json!({ "registro_academico": ra, "codigo_periodo": PERIODO, "grupos": grupos });
     state.jobs.sending();
     let reply = send(
@@ -74,31 +89,52 @@ pub async fn enroll_next(user: &mut GooseUser, state: &RushState, origin: Origin
     )
     .await;
     let ids = reply.json().as_ref().and_then(group_task_ids);
-    let ids = match ids {
-        Some(ids) if reply.ok && ids.len() == FAMILIES => ids,
-        Some(ids) if reply.ok => {
-            state
-                .jobs
-                .not_enqueued(format!("{} group_tasks, expected {FAMILIES}", ids.len()));
-            return;
+    match (ids, reply.status) {
+        (Some(ids), _) if reply.ok && ids.len() == FAMILIES => Ok(ids),
+        (Some(ids), _) if reply.ok => {
+            Err(format!("{} group_tasks, expected {FAMILIES}", ids.len()))
         }
-        _ => {
-            let reason = match reply.status {
-                Some(status) => format!("enqueue returned {status}"),
-                None => "enqueue got no response".to_owned(),
-            };
-            state.jobs.not_enqueued(reason);
-            return;
-        }
-    };
+        (_, Some(status)) => Err(format!("enqueue returned {status}")),
+        (_, None) => Err("enqueue got no response".to_owned()),
+    }
+}
 
-    let outcome = wait_views(user, &state.ctx, origin, &ids).await;
-    state.jobs.finished(JobRecord {
-        registro_academico: ra,
-        codigo_periodo: PERIODO.to_owned(),
-        grupos,
-        outcome,
-    });
+/// Claims up to `batch_size` students, enrolls each, then follows all their jobs to the end
+/// with one status request per poll.
+pub async fn enroll_batch(user: &mut GooseUser, state: &RushState, origin: Origin) {
+    let mut enqueued = Vec::new();
+    for _ in 0..state.batch_size {
+        let student = state.next.fetch_add(1, Ordering::Relaxed);
+        if student >= state.students {
+            break;
+        }
+        if !state.ctx.may_enqueue() {
+            state.jobs.not_enqueued("time was up".into());
+            continue;
+        }
+        let ra = catalog::student_id(student);
+        let grupos = catalog::student_groups(student, state.groups_per_family);
+        match enqueue(user, state, origin, &ra, &grupos).await {
+            Ok(task_ids) => enqueued.push(Enqueued {
+                ra,
+                grupos,
+                task_ids,
+            }),
+            Err(reason) => state.jobs.not_enqueued(reason),
+        }
+    }
+
+    let jobs: Vec<Vec<String>> = enqueued.iter().map(|e| e.task_ids.clone()).collect();
+    wait_jobs(user, &state.ctx, origin, &jobs, |index, outcome| {
+        let job = &enqueued[index];
+        state.jobs.finished(JobRecord {
+            registro_academico: job.ra.clone(),
+            codigo_periodo: PERIODO.to_owned(),
+            grupos: job.grupos.clone(),
+            outcome,
+        });
+    })
+    .await;
 }
 
 /// Makes the benchmark period `ACTIVO` through the API when it is not, and checks that it
@@ -159,12 +195,24 @@ mod tests {
 
     #[test]
     fn iterations_cover_every_student() {
-        for (students, users) in [(2000, 50), (7, 3), (1, 10), (10, 10), (0, 4)] {
-            let iterations = iterations_per_user(students, users);
-            assert!(iterations * users >= students, "{students}/{users}");
+        let cases = [
+            (2000, 50, 1),
+            (2000, 50, 8),
+            (7, 3, 2),
+            (1, 10, 5),
+            (10, 10, 1),
+            (0, 4, 1),
+        ];
+        for (students, users, batch) in cases {
+            let iterations = iterations_per_user(students, users, batch);
+            let per_run = users * batch;
             assert!(
-                iterations == 0 || (iterations - 1) * users < students,
-                "{students}/{users}: {iterations} is more than needed"
+                iterations * per_run >= students,
+                "{students}/{users}/{batch}"
+            );
+            assert!(
+                iterations == 0 || (iterations - 1) * per_run < students,
+                "{students}/{users}/{batch}: {iterations} is more than needed"
             );
         }
     }

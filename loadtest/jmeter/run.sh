@@ -34,7 +34,7 @@ jmeter=${JMETER:-jmeter}
 modes="all health inscription idempotency performance"
 
 fail_usage() {
-    echo "run.sh: $1" >&2
+    echo "run.sh: $*" >&2
     exit 2
 }
 
@@ -49,14 +49,18 @@ fi
 
 case " $modes " in
     *" $mode "*) ;;
-    *) fail_usage "unknown mode '$mode'; use all, health, inscription, idempotency, performance or cleanup" ;;
+    *)
+        fail_usage "unknown mode '$mode'; use all, health, inscription, idempotency," \
+            "performance or cleanup"
+        ;;
 esac
 
 case $host in
     127.* | localhost | ::1 | "[::1]") ;;
     *)
         if [[ ${ALLOW_NON_LOOPBACK:-0} != 1 ]]; then
-            fail_usage "HOST=$host is not a loopback address; set ALLOW_NON_LOOPBACK=1 for a host you run"
+            fail_usage "HOST=$host is not a loopback address;" \
+                "set ALLOW_NON_LOOPBACK=1 for a host you run"
         fi
         ;;
 esac
@@ -95,7 +99,8 @@ rm -rf "$jtl" "$dashboard"
 # Column 8 of the JTL file is `success`; the plan's labels and thread names have no comma.
 samples=$(awk 'END { print NR - 1 }' "$jtl")
 failed=$(awk -F, 'NR > 1 && $8 == "false"' "$jtl" | wc -l)
-echo "run.sh: $mode: $samples samples, $failed failed; results in $jtl, dashboard in $dashboard/index.html"
+echo "run.sh: $mode: $samples samples, $failed failed;" \
+    "results in $jtl, dashboard in $dashboard/index.html"
 status=0
 if ((failed > 0)); then
     status=1

@@ -642,7 +642,10 @@ mod tests {
 
     #[test]
     fn classify_reads_job_states() {
-        let rejected = json!({"status": "SUCCESS", "result": {"status": "ERROR", "error_code": "GRUPO_SIN_CUPO"}});
+        let rejected = json!({
+            "status": "SUCCESS",
+            "result": {"status": "ERROR", "error_code": "GRUPO_SIN_CUPO"},
+        });
         assert_eq!(
             classify(&json!({"status": "SUCCESS", "result": {"status": "SUCCESS"}})),
             Some(JobOutcome::Success)

@@ -14,7 +14,8 @@ pub const STATUS_ONE: &str = "status one";
 pub const STATUS_MULTIPLE: &str = "status multiple";
 
 /// Polls `GET /api/v1/queue/tasks/{id}/status` until the job is finished or the poll
-/// deadline passes. A 404 is a valid response (an id the server does not know) and ends the job as a failure.
+/// deadline passes. A 404 is a valid response (an id the server does not know) and ends the
+/// job as a failure.
 pub async fn wait_one(
     user: &mut GooseUser,
     ctx: &RunContext,

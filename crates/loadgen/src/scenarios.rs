@@ -431,7 +431,10 @@ mod tests {
 
     #[test]
     fn group_task_ids_are_read() {
-        let reply = json!({"group_tasks": [{"grupo": "G1", "task_id": "a"}, {"grupo": "G2", "task_id": "b"}]});
+        let reply = json!({"group_tasks": [
+            {"grupo": "G1", "task_id": "a"},
+            {"grupo": "G2", "task_id": "b"},
+        ]});
         assert_eq!(group_task_ids(&reply), Some(vec!["a".into(), "b".into()]));
         assert_eq!(
             group_task_ids(&json!({"group_tasks": [{"grupo": "G1"}]})),

@@ -353,7 +353,8 @@ fn jobs_section(report: &RunReport) -> String {
             .collect();
         let _ = write!(
             html,
-            "<p>Idempotent repeats: {} fresh 202, {} replayed 202, {} in-flight 409, other: {}.</p>",
+            "<p>Idempotent repeats: {} fresh 202, {} replayed 202, {} in-flight 409, \
+             other: {}.</p>",
             idem.fresh,
             idem.replayed,
             idem.in_flight,

@@ -209,6 +209,7 @@ fn plan_paths_resolve_to_api_routes() {
     }
     assert!(paths.contains(&"/api/v1/queue/inscripciones/async-by-groups".to_owned()));
     assert!(paths.contains(&"/api/v1/queue/tasks/${MAIN_TASK_ID}/status".to_owned()));
+    assert!(paths.contains(&"/api/v1/queue/inscripciones/async".to_owned()));
     assert!(paths.contains(&"/health".to_owned()));
 }
 

@@ -115,13 +115,25 @@ pub fn build(spec: &CatalogSpec) -> Value {
                 "nombre": "Bench",
                 "apellido": format!("Student {index}"),
                 "estado_academico": "REGULAR",
+                // The importer requires every column; null leaves the value empty.
+                "ci": null,
+                "correo": null,
+                "telefono": null,
+                "direccion": null,
             })
         })
         .collect();
     json!({
         "carreras": [{ "codigo_carrera": CARRERA, "nombre": "Benchmark" }],
         "materias": materias,
-        "docentes": [{ "codigo_docente": DOCENTE, "nombre": "Bench", "apellido": "Docente" }],
+        "docentes": [{
+            "codigo_docente": DOCENTE,
+            "nombre": "Bench",
+            "apellido": "Docente",
+            "ci": null,
+            "correo": null,
+            "telefono": null,
+        }],
         "aulas": [{
             "codigo_aula": AULA,
             "modulo": "B",

@@ -1,10 +1,19 @@
-//! `registrar-loadgen`: writes a benchmark catalog for `registrar import` and runs an
-//! enrollment rush against a registrar service on this machine.
+//! `registrar-loadgen`: writes a benchmark catalog for `registrar import`, and runs goose load
+//! tests against a registrar service on this machine (the registration rush, and the
+//! predecessor's four JMeter scenarios). Each run writes an HTML report, a JTL results file
+//! and a JSON summary, then checks the data invariants through the API.
 
+mod attack;
 mod catalog;
+mod invariants;
+mod jobs;
 mod procfs;
 mod report;
+mod request;
+mod run;
 mod rush;
+mod sample;
+mod scenarios;
 mod stats;
 mod target;
 
@@ -13,17 +22,16 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use crate::catalog::CatalogSpec;
-use crate::procfs::ProcessMemory;
-use crate::rush::{RushOptions, VerifyScope};
+use crate::scenarios::KindList;
 
 #[derive(Parser)]
 #[command(
     name = "registrar-loadgen",
     version,
-    about = "Benchmark catalog and enrollment rush for registrar"
+    about = "Benchmark catalog and goose load tests for registrar"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -50,42 +58,89 @@ enum Command {
         #[arg(long, default_value = "ACTIVO")]
         periodo_estado: String,
     },
-    /// Enroll every student in three groups through the job queue, follow the jobs to the
-    /// end, check the enrollments and report throughput and latency.
+    /// Registration rush on an imported benchmark catalog: every student enrolls in three
+    /// groups through async-by-groups and polls tasks/status/multiple until the job is
+    /// finished. Exits with 1 if any enrollment does not succeed or an invariant breaks.
     Rush {
-        /// Base URL of the service; only loopback addresses are accepted.
-        #[arg(long)]
-        base_url: String,
+        #[command(flatten)]
+        common: CommonArgs,
         /// Number of students, B00000 onwards; must not exceed the catalog's.
         #[arg(long)]
         students: usize,
-        /// Concurrent enqueue clients.
-        #[arg(long, default_value_t = 50)]
-        concurrency: usize,
         /// Groups per family; must match the catalog.
         #[arg(long, default_value_t = 50)]
         groups_per_family: usize,
-        /// Pause between two rounds of status polling, in milliseconds.
-        #[arg(long, default_value_t = 100)]
-        poll_interval_ms: u64,
-        /// Bound on enqueueing and polling together, in seconds.
+        /// Students each user enqueues before it polls their jobs in one status request, at
+        /// most 100. A user finishes at most this many enrollments per poll interval, so raise
+        /// it (or --users) when the service may be faster than users x batch / interval.
+        #[arg(long, default_value_t = 1)]
+        batch_size: usize,
+        /// Bound on the whole rush, in seconds: no enrollment is sent and no poll goes on
+        /// after it.
         #[arg(long, default_value_t = 300)]
-        timeout_secs: u64,
-        /// Timeout of each HTTP request, in seconds.
-        #[arg(long, default_value_t = 30)]
-        request_timeout_secs: u64,
-        /// SUCCESS students to check through the API afterwards: all, none, or a count
-        /// spread evenly over them.
-        #[arg(long, default_value = "all", value_parser = VerifyScope::parse)]
-        verify: VerifyScope,
-        /// Write the JSON summary to this file.
-        #[arg(long)]
-        json: Option<PathBuf>,
-        /// Process id of the service, to report its CPU time and peak resident set size
-        /// (Linux only).
-        #[arg(long)]
-        server_pid: Option<u32>,
+        time_limit_secs: u64,
     },
+    /// The predecessor's four scenarios against the demo catalog (`registrar serve --demo`):
+    /// flow, contention, idempotency and health. Exits with 1 on an unexpected status
+    /// (idempotency outcomes are only counted) or a broken invariant.
+    Scenarios {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Scenarios to run: all, or a comma-separated list of flow, contention, idempotency,
+        /// health. Users are shared out among them in turn.
+        #[arg(long, default_value = "all", value_parser = KindList::parse)]
+        scenarios: KindList,
+        /// Run time in seconds: no job is enqueued after it.
+        #[arg(long, default_value_t = 30)]
+        run_time_secs: u64,
+        /// Pause of each user between two rounds of its scenario, in milliseconds.
+        #[arg(long, default_value_t = 200)]
+        think_time_ms: u64,
+        /// Seconds after the run time during which the users keep polling the jobs they
+        /// enqueued, so that the last ones can finish.
+        #[arg(long, default_value_t = 30)]
+        drain_secs: u64,
+    },
+    /// Read every period, inscription and student listing through the API and check the data
+    /// invariants, for example after a JMeter run. Exits with 1 on a violation.
+    Check {
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+}
+
+#[derive(Args)]
+struct TargetArgs {
+    /// Base URL of the service. Only loopback addresses are accepted unless
+    /// --allow-non-loopback is given.
+    #[arg(long, default_value = "http://127.0.0.1:8003")]
+    base_url: String,
+    /// Accept a base URL that is not a loopback address. Use it only for a host you run.
+    #[arg(long)]
+    allow_non_loopback: bool,
+    /// Timeout of each HTTP request, in seconds.
+    #[arg(long, default_value_t = 30)]
+    request_timeout_secs: u64,
+}
+
+#[derive(Args)]
+struct CommonArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    /// Concurrent users (goose users), at most 1000.
+    #[arg(long, default_value_t = 50)]
+    users: usize,
+    /// Pause between two status polls of one job, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    poll_interval_ms: u64,
+    /// Folder for report.html, results.jtl and summary.json; created if missing.
+    /// Default: loadgen-results/COMMAND-UNIXTIME in the current folder.
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
+    /// Process id of the service, to report its CPU time and peak resident set size (Linux
+    /// only).
+    #[arg(long)]
+    server_pid: Option<u32>,
 }
 
 fn main() -> ExitCode {
@@ -105,30 +160,32 @@ fn main() -> ExitCode {
             &out,
         ),
         Command::Rush {
-            base_url,
+            common,
             students,
-            concurrency,
             groups_per_family,
-            poll_interval_ms,
-            timeout_secs,
-            request_timeout_secs,
-            verify,
-            json,
-            server_pid,
-        } => (|| {
-            let options = RushOptions {
-                base_url: target::parse_base_url(&base_url).map_err(anyhow::Error::msg)?,
-                students,
-                concurrency,
-                groups_per_family,
-                poll_interval: Duration::from_millis(poll_interval_ms),
-                timeout: Duration::from_secs(timeout_secs),
-                request_timeout: Duration::from_secs(request_timeout_secs),
-                verify,
-                server_pid,
-            };
-            run_rush(options, json)
-        })(),
+            batch_size,
+            time_limit_secs,
+        } => run::run_rush(
+            common,
+            students,
+            groups_per_family,
+            batch_size,
+            time_limit_secs,
+        ),
+        Command::Scenarios {
+            common,
+            scenarios,
+            run_time_secs,
+            think_time_ms,
+            drain_secs,
+        } => run::run_scenarios(
+            common,
+            scenarios.0,
+            run_time_secs,
+            Duration::from_millis(think_time_ms),
+            drain_secs,
+        ),
+        Command::Check { target } => run::run_check(&target),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -167,34 +224,4 @@ fn write_catalog(spec: &CatalogSpec, out: &PathBuf) -> anyhow::Result<bool> {
         spec.periodo_estado
     );
     Ok(true)
-}
-
-fn run_rush(options: RushOptions, json: Option<PathBuf>) -> anyhow::Result<bool> {
-    check_groups_per_family(options.groups_per_family)?;
-    if options.students == 0 || options.concurrency == 0 {
-        bail!("--students and --concurrency must be at least 1");
-    }
-    if let Some(pid) = options.server_pid {
-        // Fail before the rush, not after it, when the pid is wrong.
-        ProcessMemory::read(pid).map_err(anyhow::Error::msg)?;
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("failed to start the async runtime")?;
-    let server_pid = options.server_pid;
-    let mut report = runtime.block_on(rush::run(options))?;
-    if let Some(pid) = server_pid {
-        match ProcessMemory::read(pid) {
-            Ok(memory) => report.server_memory = Some(memory),
-            Err(e) => eprintln!("registrar-loadgen: server memory not read: {e}"),
-        }
-    }
-    print!("{}", report.render());
-    if let Some(path) = json {
-        let text = serde_json::to_string_pretty(&report.to_json())?;
-        std::fs::write(&path, text + "\n")
-            .with_context(|| format!("failed to write {}", path.display()))?;
-    }
-    Ok(report.passed())
 }

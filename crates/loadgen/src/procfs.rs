@@ -92,6 +92,37 @@ impl MachineCpu {
     }
 }
 
+/// CPU readings taken when a run starts, to report what the server and the machine used
+/// during it.
+pub struct CpuWindow {
+    server_pid: Option<u32>,
+    server_before: Option<f64>,
+    machine_before: Option<MachineCpu>,
+}
+
+impl CpuWindow {
+    pub fn start(server_pid: Option<u32>) -> Self {
+        Self {
+            server_pid,
+            server_before: server_pid.and_then(process_cpu_seconds),
+            machine_before: MachineCpu::read(),
+        }
+    }
+
+    /// Returns the server's CPU seconds and the machine's busy fraction since the start.
+    pub fn finish(&self) -> (Option<f64>, Option<f64>) {
+        let server = self
+            .server_pid
+            .and_then(process_cpu_seconds)
+            .zip(self.server_before)
+            .map(|(after, before)| after - before);
+        let machine = MachineCpu::read()
+            .zip(self.machine_before)
+            .and_then(|(after, before)| after.busy_fraction_since(&before));
+        (server, machine)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

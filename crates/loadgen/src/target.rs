@@ -1,12 +1,14 @@
-//! The service under test: its base URL, which must be a loopback address.
+//! The service under test: its base URL, which must be a loopback address unless the
+//! operator passes `--allow-non-loopback`.
 
 use std::net::IpAddr;
 
 use reqwest::Url;
 
-/// Parses `--base-url` and rejects any host that is not a loopback address (127.0.0.0/8,
-/// `::1` or `localhost`), so that a load run never leaves this machine.
-pub fn parse_base_url(raw: &str) -> Result<Url, String> {
+/// Parses `--base-url`. Unless `allow_non_loopback` is set, it rejects any host that is not
+/// a loopback address (127.0.0.0/8, `::1` or `localhost`), so that a load run never leaves
+/// this machine by mistake.
+pub fn parse_base_url(raw: &str, allow_non_loopback: bool) -> Result<Url, String> {
     let url = Url::parse(raw).map_err(|e| format!("invalid base URL {raw:?}: {e}"))?;
     if url.scheme() != "http" && url.scheme() != "https" {
         return Err(format!(
@@ -20,9 +22,10 @@ pub fn parse_base_url(raw: &str) -> Result<Url, String> {
         Ok(ip) => ip.is_loopback(),
         Err(_) => host.eq_ignore_ascii_case("localhost"),
     };
-    if !loopback {
+    if !loopback && !allow_non_loopback {
         return Err(format!(
-            "base URL {raw:?} is not a loopback address; use 127.0.0.1, [::1] or localhost"
+            "base URL {raw:?} is not a loopback address; use 127.0.0.1, [::1] or localhost, \
+             or pass --allow-non-loopback for a host you run yourself"
         ));
     }
     if !url.username().is_empty() || url.password().is_some() {
@@ -53,7 +56,7 @@ mod tests {
             "http://localhost:8003",
             "http://LOCALHOST",
         ] {
-            assert!(parse_base_url(raw).is_ok(), "{raw} was rejected");
+            assert!(parse_base_url(raw, false).is_ok(), "{raw} was rejected");
         }
     }
 
@@ -69,13 +72,20 @@ mod tests {
             "ftp://127.0.0.1",
             "not a url",
         ] {
-            assert!(parse_base_url(raw).is_err(), "{raw} was accepted");
+            assert!(parse_base_url(raw, false).is_err(), "{raw} was accepted");
         }
     }
 
     #[test]
+    fn allow_flag_accepts_other_hosts() {
+        assert!(parse_base_url("http://10.0.0.1:8003", true).is_ok());
+        assert!(parse_base_url("ftp://10.0.0.1", true).is_err());
+        assert!(parse_base_url("http://user:secret@10.0.0.1", true).is_err());
+    }
+
+    #[test]
     fn endpoint_keeps_base_prefix() {
-        let base = parse_base_url("http://127.0.0.1:8003/prefix/").unwrap();
+        let base = parse_base_url("http://127.0.0.1:8003/prefix/", false).unwrap();
         let url = endpoint(&base, "/api/v1/queue/stats");
         assert_eq!(
             url.as_str(),

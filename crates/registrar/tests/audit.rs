@@ -180,6 +180,8 @@ async fn group_changes_and_delete_are_audited() {
         [
             "INSCRIPTION_DELETED",
             "GROUP_REMOVED",
+            // Adding a group drops the idempotency key of the synchronous create.
+            "IDEMPOTENCY_INVALIDATED",
             "GROUP_ADDED",
             "INSCRIPTION_CREATED",
             "INSCRIPTION_REQUESTED"

@@ -239,3 +239,43 @@ async fn the_endpoints_report_every_breaker_and_reject_unknown_names() {
         "{database}"
     );
 }
+
+#[tokio::test]
+async fn operator_endpoints_require_the_admin_token() {
+    let app = TestApp::spawn_with(|c| c.admin_token = Some("s3cret".into())).await;
+    let calls = [
+        ("POST", "/api/v1/queue/circuit-breakers/billing/reset"),
+        ("DELETE", "/api/v1/queue/idempotency/cache/some-key"),
+        ("POST", "/api/v1/queue/sagas/cleanup"),
+        ("DELETE", "/api/v1/queue/tasks/some-task"),
+    ];
+    for (method, path) in calls {
+        let request = |token: Option<&str>| {
+            let mut builder = app
+                .client
+                .request(method.parse().expect("method"), app.url(path));
+            if let Some(token) = token {
+                builder = builder.bearer_auth(token);
+            }
+            builder
+        };
+        let missing = request(None).send().await.expect("send");
+        assert_eq!(
+            missing.status().as_u16(),
+            401,
+            "{method} {path} without a token"
+        );
+        let wrong = request(Some("guess")).send().await.expect("send");
+        assert_eq!(
+            wrong.status().as_u16(),
+            403,
+            "{method} {path} with a wrong token"
+        );
+        let right = request(Some("s3cret")).send().await.expect("send");
+        assert!(
+            matches!(right.status().as_u16(), 200 | 404),
+            "{method} {path} with the token: {}",
+            right.status()
+        );
+    }
+}

@@ -308,3 +308,84 @@ async fn a_worker_killed_between_the_enrollment_and_the_fee_is_compensated_after
     );
     assert_invariants(&app.db).await;
 }
+
+#[tokio::test]
+async fn bulk_items_and_added_groups_pass_through_the_fee() {
+    let billing = Participant::start(Mode::Decline).await;
+    billing.set_mode_for("/charges/cancel", Mode::Accept);
+    let app = app_with(Some(&billing), None).await;
+    let items = json!([
+        { "registro_academico": "RA0009", "codigo_periodo": "2024-2", "grupos": ["G-ELC102-E"] },
+        { "registro_academico": "RA0010", "codigo_periodo": "2024-2", "grupos": ["G-ELC106-E"] },
+    ]);
+    let (status, queued) = app
+        .post("/api/v1/queue/inscripciones/bulk-async", &items)
+        .await;
+    assert_eq!(status, 202, "{queued}");
+    let done = app
+        .wait_terminal(&[queued["task_id"].as_str().expect("id").to_owned()], WAIT)
+        .await;
+    let result = &done[0]["result"];
+    assert_eq!(result["failed"], 2, "{result}");
+    assert_eq!(
+        result["results"][0]["error_code"], "FEE_REJECTED",
+        "{result}"
+    );
+    assert_eq!(app.seats("G-ELC102-E").await, 0);
+    assert_eq!(app.seats("G-ELC106-E").await, 0);
+    assert_eq!(billing.received_on("/charges").len(), 2);
+
+    // An added group is assessed on its own; a declined fee leaves the inscription as it was.
+    billing.set_mode(Mode::Accept);
+    let (status, created) = app
+        .post(
+            "/api/v1/inscripciones/sync",
+            &json!({ "registro_academico": "RA0009", "codigo_periodo": "2024-2", "grupos": ["G-ELC102-E"] }),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let codigo = created["codigo_inscripcion"].as_str().expect("codigo");
+    billing.set_mode(Mode::Decline);
+    billing.set_mode_for("/charges/cancel", Mode::Accept);
+    let (status, added) = app
+        .post(
+            &format!("/api/v1/inscripciones/{codigo}/grupos/G-ELC106-E"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 402, "{added}");
+    assert_eq!(added["error_code"], "FEE_REJECTED");
+    assert_eq!(app.seats("G-ELC106-E").await, 0);
+    assert_eq!(app.seats("G-ELC102-E").await, 1, "the earlier group stays");
+    assert_invariants(&app.db).await;
+}
+
+#[tokio::test]
+async fn a_synchronous_request_gets_an_answer_while_billing_is_down() {
+    let billing = Participant::start(Mode::Fail).await;
+    let base = billing.base.clone();
+    // Billing's breaker opens at the third failure, so the cancellation must wait for it.
+    let app = TestApp::spawn_with(move |c| {
+        c.billing_url = Some(base);
+        c.saga_step_attempts = 3;
+        c.circuit_breakers = "billing:failure_threshold=3,recovery_timeout=600".into();
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let (status, body) = app
+        .post(
+            "/api/v1/inscripciones/sync",
+            &json!({ "registro_academico": "EST0011", "codigo_periodo": "2024-2", "grupos": ["G-ELC110-E"] }),
+        )
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error_code"], "FEE_ASSESSMENT_FAILED");
+    assert_eq!(body["details"]["saga_status"], "compensating");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    let list = sagas(&app).await;
+    assert_eq!(list[0]["status"], "compensating");
+}

@@ -141,8 +141,14 @@ pub async fn cached_replay(state: &AppState, key: &RequestKey) -> Option<Respons
 /// Remembers a replayed success in Redis, so the next replay skips the database.
 pub async fn remember(state: &AppState, key: &RequestKey, claim: &Claim) {
     if let (Some(redis), Claim::Replay(stored)) = (&state.redis, claim) {
-        let expires_at = clock::now_ms() + state.config.idempotency_ttl_seconds as i64 * 1000;
-        idempotency::cache_put(redis, &key.key, stored, expires_at).await;
+        let put = idempotency::cache_put(redis, &key.key, stored, stored.expires_at_ms);
+        let written = match state.saga.breakers().get("redis") {
+            Some(breaker) => breaker.call(put).await.map_err(|e| e.to_string()),
+            None => put.await.map_err(|e| e.to_string()),
+        };
+        if let Err(e) = written {
+            tracing::warn!(error = %e, idempotency_key = %key.key, "caching the replay failed; the database answers the next one");
+        }
     }
 }
 

@@ -26,7 +26,7 @@ use crate::domain::model::{Estudiante, Periodo};
 use crate::domain::validation::{InscripcionCreate, validate_enrollment};
 use crate::domain::views::{DetalleSimple, InscripcionFull};
 use crate::idempotency::{self, Claim, Endpoint};
-use crate::saga::model::SagaStatus;
+use crate::saga::model::{Saga, SagaStatus};
 use crate::saga::runner::{SagaIds, job_result, saga_event};
 
 pub fn estudiante_json(e: &Estudiante) -> Value {
@@ -95,7 +95,7 @@ pub async fn create_async(
         &state,
         &ctx,
         &headers,
-        Endpoint::Async,
+        Endpoint::Create,
         &request,
         Vec::new(),
         |task_id| {
@@ -188,6 +188,29 @@ pub async fn create_sync(
     }
 }
 
+/// The error a request answers when its saga did not complete.
+fn saga_error(saga: &Saga) -> ApiError {
+    if saga.status == SagaStatus::Compensating {
+        // Billing cannot be reached to cancel the fee yet; the workers finish the
+        // compensation, which withdraws the enrollment.
+        return ApiError::new(
+            ErrorCode::FeeAssessmentFailed,
+            "El servicio de cobro no respondió; la inscripción será retirada en cuanto se anule el cobro",
+            json!({ "saga_id": saga.saga_id, "saga_status": "compensating", "reason": saga.error }),
+        );
+    }
+    let result = job_result(saga);
+    let code = result["error_code"]
+        .as_str()
+        .and_then(ErrorCode::parse)
+        .unwrap_or(ErrorCode::SagaCompensationFailed);
+    ApiError::new(
+        code,
+        result["error"].as_str().unwrap_or_default(),
+        result["details"].clone(),
+    )
+}
+
 /// Runs the synchronous enrollment and its saga; returns the created inscription.
 async fn enroll_with_saga(
     state: &AppState,
@@ -238,16 +261,7 @@ async fn enroll_with_saga(
             .run_to_end(&mut saga, std::time::Duration::from_secs(5))
             .await?;
         if status != SagaStatus::Completed {
-            let result = job_result(&saga);
-            let code = result["error_code"]
-                .as_str()
-                .and_then(ErrorCode::parse)
-                .unwrap_or(ErrorCode::SagaCompensationFailed);
-            return Err(ApiError::new(
-                code,
-                result["error"].as_str().unwrap_or_default(),
-                result["details"].clone(),
-            ));
+            return Err(saga_error(&saga));
         }
     }
     let reread = state.store.inscripcion(codigo).await;
@@ -432,12 +446,30 @@ pub async fn delete_one(
 )]
 pub async fn add_group(
     State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
     Path((codigo, grupo)): Path<(String, String)>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let rules = state.config.enrollment_rules();
     let store = state.store.as_ref();
+    // The added group is a request of its own: its saga assesses the fee for that group.
+    let ids = SagaIds {
+        task_id: None,
+        correlation_id: &ctx.correlation_id,
+        request_id: Some(&ctx.request_id),
+    };
+    let written = std::sync::Mutex::new(None);
+    let saga_for = |outcome: &EnrollmentOutcome| {
+        let request = EnrollmentRequest {
+            registro_academico: outcome.inscripcion.registro_academico.clone(),
+            codigo_periodo: outcome.inscripcion.codigo_periodo.clone(),
+            grupos: vec![grupo.clone()],
+        };
+        let saga = state.saga.saga_for_enrollment(&ids, &request, outcome);
+        *written.lock().expect("lock") = Some(saga.clone());
+        saga
+    };
     let outcome = match store
-        .add_group(&codigo, &grupo, &rules, clock::today())
+        .add_group(&codigo, &grupo, &rules, clock::today(), Some(&saga_for))
         .await
     {
         Ok(outcome) => outcome,
@@ -469,6 +501,21 @@ pub async fn add_group(
         .periodo(&outcome.inscripcion.codigo_periodo)
         .grupo(&grupo);
     audit::record(store, event).await;
+    let saga = written.lock().expect("lock").take();
+    if let Some(mut saga) = saga.filter(|s| !s.status.is_finished()) {
+        audit::record(
+            store,
+            saga_event(&saga, AuditEventType::SagaStarted, "start"),
+        )
+        .await;
+        let status = state
+            .saga
+            .run_to_end(&mut saga, std::time::Duration::from_secs(5))
+            .await?;
+        if status != SagaStatus::Completed {
+            return Err(saga_error(&saga));
+        }
+    }
     invalidate(
         &state,
         &outcome.inscripcion.registro_academico,

@@ -447,10 +447,11 @@ impl SagaRunner {
         self.base_delay.saturating_mul(factor).min(self.max_delay)
     }
 
-    /// Runs a saga to its end in this task, waiting between attempts: for synchronous
-    /// requests and for sagas recovered after a crash. A wait longer than `patience` (an
-    /// open breaker's recovery time, say) counts as the participant failing for good, so a
-    /// waiting client is answered within bounded time.
+    /// Runs a saga in this task, waiting between attempts: for synchronous requests and for
+    /// sagas recovered after a crash. A fee assessment that would wait longer than
+    /// `patience` (an open breaker's recovery time, say) counts as failed for good; a
+    /// compensation that would wait longer is left `compensating` for the recovery loop.
+    /// Either way the caller gets an answer within bounded time.
     pub async fn run_to_end(
         &self,
         saga: &mut Saga,
@@ -475,9 +476,10 @@ impl SagaRunner {
                     );
                     self.store.save_saga(saga).await?;
                 }
-                // A compensation waits as long as it takes: giving up would leave a fee
-                // charged.
-                Progress::RetryLater(delay) => tokio::time::sleep(delay).await,
+                // A compensation must finish, but not in this task: a wait beyond the
+                // patience leaves it to the workers' recovery loop, which resumes it.
+                Progress::RetryLater(delay) if delay <= patience => tokio::time::sleep(delay).await,
+                Progress::RetryLater(_) => return Ok(saga.status),
                 Progress::LeaseLost => return Ok(saga.status),
             }
         }

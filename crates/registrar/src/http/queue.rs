@@ -183,10 +183,8 @@ pub async fn enqueue_bulk(
     };
     state.store.enqueue(std::slice::from_ref(&job)).await?;
     state.wake_workers();
-    for item in &items {
-        let event = audit::enrollment::requested("enqueue_bulk", item, Some(&task_id));
-        audit::record(state.store.as_ref(), event).await;
-    }
+    let event = audit::enrollment::bulk_requested(&task_id, items.len());
+    audit::record(state.store.as_ref(), event).await;
     tracing::info!(task_id = %task_id, items = items.len(), "bulk enrollment queued");
     let message = format!("Procesamiento de {} inscripciones encolado", items.len());
     Ok((

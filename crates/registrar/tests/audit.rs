@@ -208,6 +208,26 @@ async fn admin_actions_are_audited() {
 }
 
 #[tokio::test]
+async fn task_cancel_is_audited() {
+    let db = common::fresh_db().await;
+    let config = common::test_config(&db);
+    let app = TestApp::start(db, config, false).await;
+    let queued = app.enqueue("EST0009", PERIOD, &["G-ELC102-E"]).await;
+    let task_id = queued["main_task_id"].as_str().unwrap().to_owned();
+    let (status, _) = app.delete(&format!("/api/v1/queue/tasks/{task_id}")).await;
+    assert_eq!(status, 204);
+
+    let body = audit(&app, "event_type=ADMIN_ACTION").await;
+    let list = events(&body);
+    assert_eq!(list.len(), 1, "{body}");
+    assert_eq!(list[0]["action"], "cancel_task");
+    assert_eq!(list[0]["entity_type"], "job");
+    assert_eq!(list[0]["entity_id"], task_id.as_str());
+    assert!(list[0]["correlation_id"].is_string(), "{}", list[0]);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn audit_pages_with_cursor() {
     let app = TestApp::spawn().await;
     for ra in ["EST0006", "EST0007", "EST0008"] {

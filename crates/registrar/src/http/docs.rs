@@ -12,8 +12,8 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::ApiError;
 use super::{
-    audit, health, historial, inscripciones, metrics, monitoring, periodos, queue, resilience,
-    schemas, system,
+    audit, dashboard, health, historial, inscripciones, metrics, monitoring, periodos, queue,
+    resilience, schemas, system,
 };
 
 #[derive(OpenApi)]
@@ -35,6 +35,7 @@ use super::{
         openapi_json,
         docs_index,
         docs_file,
+        dashboard::page,
         inscripciones::create_async,
         inscripciones::create_sync,
         inscripciones::statistics,

@@ -17,6 +17,7 @@ use super::idempotent::{
 };
 use super::queue::enqueue_inscription;
 use super::resilience::breaker_open;
+use super::schemas;
 use super::{AppState, RequestContext};
 use crate::audit::{self, AuditEvent, AuditEventType, enrollment};
 use crate::clock;
@@ -80,7 +81,10 @@ async fn load_full(state: &AppState, codigo: &str) -> Result<InscripcionFull, Ap
     path = "/api/v1/inscripciones",
     tag = "inscripciones",
     request_body = crate::domain::validation::InscripcionCreate,
-    responses((status = 202, description = "Queued", body = crate::http::schemas::AsyncCreated), (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = crate::http::schemas::ErrorEnvelope))
+    responses(
+        (status = 202, description = "Queued", body = schemas::AsyncCreated),
+        (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = schemas::ErrorEnvelope),
+    )
 )]
 pub async fn create_async(
     State(state): State<AppState>,
@@ -120,7 +124,13 @@ pub async fn create_async(
     path = "/api/v1/inscripciones/sync",
     tag = "inscripciones",
     request_body = crate::domain::validation::InscripcionCreate,
-    responses((status = 201, description = "Enrolled in every group", body = crate::http::schemas::Inscripcion), (status = 403, description = "Student blocked, inactive or suspended", body = crate::http::schemas::ErrorEnvelope), (status = 404, description = "Student, period or group not found", body = crate::http::schemas::ErrorEnvelope), (status = 409, description = "Rejected by an enrollment rule: GRUPO_SIN_CUPO, CONFLICTO_HORARIO, INSCRIPCION_DUPLICADA, …", body = crate::http::schemas::ErrorEnvelope), (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = crate::http::schemas::ErrorEnvelope))
+    responses(
+        (status = 201, description = "Enrolled in every group", body = schemas::Inscripcion),
+        (status = 403, description = "Student blocked, inactive or suspended", body = schemas::ErrorEnvelope),
+        (status = 404, description = "Student, period or group not found", body = schemas::ErrorEnvelope),
+        (status = 409, description = "Rejected by an enrollment rule: GRUPO_SIN_CUPO, CONFLICTO_HORARIO, INSCRIPCION_DUPLICADA, …", body = schemas::ErrorEnvelope),
+        (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = schemas::ErrorEnvelope),
+    )
 )]
 pub async fn create_sync(
     State(state): State<AppState>,
@@ -295,7 +305,10 @@ async fn enroll_with_saga(
     path = "/api/v1/inscripciones/{codigo_inscripcion}",
     tag = "inscripciones",
     params(("codigo_inscripcion" = String, Path, description = "Inscription code")),
-    responses((status = 200, description = "The inscription", body = crate::http::schemas::Inscripcion), (status = 404, description = "Inscription not found", body = crate::http::schemas::ErrorEnvelope))
+    responses(
+        (status = 200, description = "The inscription", body = schemas::Inscripcion),
+        (status = 404, description = "Inscription not found", body = schemas::ErrorEnvelope),
+    )
 )]
 pub async fn get_one(
     State(state): State<AppState>,
@@ -310,7 +323,9 @@ pub async fn get_one(
     path = "/api/v1/inscripciones/estudiante/{registro_academico}",
     tag = "inscripciones",
     params(("registro_academico" = String, Path, description = "Student id")),
-    responses((status = 200, description = "The student's inscriptions, newest first", body = crate::http::schemas::InscripcionList))
+    responses(
+        (status = 200, description = "The student's inscriptions, newest first", body = schemas::InscripcionList),
+    )
 )]
 pub async fn by_student(
     State(state): State<AppState>,
@@ -341,7 +356,9 @@ pub async fn by_student(
     path = "/api/v1/inscripciones/periodo/{codigo_periodo}",
     tag = "inscripciones",
     params(("codigo_periodo" = String, Path, description = "Period code")),
-    responses((status = 200, description = "The period's inscriptions", body = crate::http::schemas::InscripcionList))
+    responses(
+        (status = 200, description = "The period's inscriptions", body = schemas::InscripcionList),
+    )
 )]
 pub async fn by_period(
     State(state): State<AppState>,
@@ -372,9 +389,13 @@ pub struct InscripcionUpdate {
     put,
     path = "/api/v1/inscripciones/{codigo_inscripcion}",
     tag = "inscripciones",
-    request_body = crate::http::schemas::InscripcionUpdateBody,
+    request_body = schemas::InscripcionUpdateBody,
     params(("codigo_inscripcion" = String, Path, description = "Inscription code")),
-    responses((status = 200, description = "The updated inscription", body = crate::http::schemas::Inscripcion), (status = 404, description = "Inscription not found", body = crate::http::schemas::ErrorEnvelope), (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = crate::http::schemas::ErrorEnvelope))
+    responses(
+        (status = 200, description = "The updated inscription", body = schemas::Inscripcion),
+        (status = 404, description = "Inscription not found", body = schemas::ErrorEnvelope),
+        (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = schemas::ErrorEnvelope),
+    )
 )]
 pub async fn update(
     State(state): State<AppState>,
@@ -410,7 +431,10 @@ pub fn parse_date_field(field: &str, text: &str) -> Result<Date, ApiError> {
     path = "/api/v1/inscripciones/{codigo_inscripcion}",
     tag = "inscripciones",
     params(("codigo_inscripcion" = String, Path, description = "Inscription code")),
-    responses((status = 204, description = "Deleted; its seats are free"), (status = 404, description = "Inscription not found", body = crate::http::schemas::ErrorEnvelope))
+    responses(
+        (status = 204, description = "Deleted; its seats are free"),
+        (status = 404, description = "Inscription not found", body = schemas::ErrorEnvelope),
+    )
 )]
 pub async fn delete_one(
     State(state): State<AppState>,
@@ -441,8 +465,15 @@ pub async fn delete_one(
     post,
     path = "/api/v1/inscripciones/{codigo_inscripcion}/grupos/{codigo_grupo}",
     tag = "inscripciones",
-    params(("codigo_inscripcion" = String, Path, description = "Inscription code"), ("codigo_grupo" = String, Path, description = "Group code")),
-    responses((status = 200, description = "Group added", body = crate::http::schemas::GroupAdded), (status = 404, description = "Inscription or group not found", body = crate::http::schemas::ErrorEnvelope), (status = 409, description = "Rejected by an enrollment rule: GRUPO_SIN_CUPO, CONFLICTO_HORARIO, INSCRIPCION_DUPLICADA, …", body = crate::http::schemas::ErrorEnvelope))
+    params(
+        ("codigo_inscripcion" = String, Path, description = "Inscription code"),
+        ("codigo_grupo" = String, Path, description = "Group code"),
+    ),
+    responses(
+        (status = 200, description = "Group added", body = schemas::GroupAdded),
+        (status = 404, description = "Inscription or group not found", body = schemas::ErrorEnvelope),
+        (status = 409, description = "Rejected by an enrollment rule: GRUPO_SIN_CUPO, CONFLICTO_HORARIO, INSCRIPCION_DUPLICADA, …", body = schemas::ErrorEnvelope),
+    )
 )]
 pub async fn add_group(
     State(state): State<AppState>,
@@ -537,8 +568,15 @@ pub async fn add_group(
     delete,
     path = "/api/v1/inscripciones/{codigo_inscripcion}/grupos/{codigo_grupo}",
     tag = "inscripciones",
-    params(("codigo_inscripcion" = String, Path, description = "Inscription code"), ("codigo_grupo" = String, Path, description = "Group code")),
-    responses((status = 200, description = "Group dropped; its seat is free", body = crate::http::schemas::GroupDropped), (status = 404, description = "Inscription detail not found", body = crate::http::schemas::ErrorEnvelope), (status = 409, description = "The period is not ACTIVO", body = crate::http::schemas::ErrorEnvelope))
+    params(
+        ("codigo_inscripcion" = String, Path, description = "Inscription code"),
+        ("codigo_grupo" = String, Path, description = "Group code"),
+    ),
+    responses(
+        (status = 200, description = "Group dropped; its seat is free", body = schemas::GroupDropped),
+        (status = 404, description = "Inscription detail not found", body = schemas::ErrorEnvelope),
+        (status = 409, description = "The period is not ACTIVO", body = schemas::ErrorEnvelope),
+    )
 )]
 pub async fn drop_group(
     State(state): State<AppState>,
@@ -570,7 +608,9 @@ pub async fn drop_group(
     get,
     path = "/api/v1/inscripciones/estadisticas/general",
     tag = "inscripciones",
-    responses((status = 200, description = "Enrollment statistics", body = crate::http::schemas::EnrollmentStatistics))
+    responses(
+        (status = 200, description = "Enrollment statistics", body = schemas::EnrollmentStatistics),
+    )
 )]
 pub async fn statistics(State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
     let stats = state.store.enrollment_statistics().await?;

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::health::oldest_age_seconds;
+use super::schemas;
 use crate::jobs::model::JobState;
 use crate::telemetry::metrics as names;
 
@@ -19,7 +20,9 @@ use crate::telemetry::metrics as names;
     get,
     path = "/metrics",
     tag = "system",
-    responses((status = 200, description = "Live figures; null with degraded: true when the store cannot be read", body = crate::http::schemas::MetricsJson))
+    responses(
+        (status = 200, description = "Live figures; null with degraded: true when the store cannot be read", body = schemas::MetricsJson),
+    )
 )]
 pub async fn metrics_json(State(state): State<AppState>) -> axum::Json<Value> {
     let uptime = state.started_at.elapsed().as_secs_f64();
@@ -74,7 +77,9 @@ pub async fn metrics_json(State(state): State<AppState>) -> axum::Json<Value> {
     get,
     path = "/metrics/prometheus",
     tag = "system",
-    responses((status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain", body = String))
+    responses(
+        (status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain", body = String),
+    )
 )]
 pub async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
     let (counts, depth) = tokio::join!(state.store.job_counts(), state.store.queue_depth());

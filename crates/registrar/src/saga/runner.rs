@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 use super::model::{ASSESS_FEE, SEND_CONFIRMATION, Saga, SagaStatus, StepStatus, initial_steps};
 use super::participants::{CallError, Participants};
@@ -20,6 +20,7 @@ use crate::jobs::model::{JobState, JobUpdate};
 use crate::jobs::result::{enrollment_result, error_result};
 use crate::resilience::breaker::{BreakerError, Breakers};
 use crate::store::{JobWrite, Store, StoreError};
+use crate::telemetry::context::{self, RequestIds};
 use crate::telemetry::metrics as names;
 
 /// Where a saga stands after a run.
@@ -491,8 +492,25 @@ impl SagaRunner {
         let stalled = self.store.stalled_sagas(before, 50).await?;
         let count = stalled.len();
         for mut saga in stalled {
-            warn!(saga_id = %saga.saga_id, status = saga.status.as_str(), "resuming a saga left unfinished");
-            self.run_to_end(&mut saga, Duration::from_secs(5)).await?;
+            // The saga's own ids, so its log lines and audit events join its request's.
+            let ids = RequestIds {
+                correlation_id: saga.correlation_id.clone(),
+                request_id: saga.request_id.clone(),
+            };
+            let span = tracing::info_span!(
+                "saga_recovery",
+                saga_id = %saga.saga_id,
+                correlation_id = %saga.correlation_id,
+                request_id = saga.request_id.as_deref().unwrap_or(""),
+            );
+            let resume = async {
+                warn!(
+                    status = saga.status.as_str(),
+                    "resuming a saga left unfinished"
+                );
+                self.run_to_end(&mut saga, Duration::from_secs(5)).await
+            };
+            context::scope(ids, resume.instrument(span)).await?;
         }
         Ok(count)
     }

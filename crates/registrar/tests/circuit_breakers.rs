@@ -238,6 +238,25 @@ async fn the_endpoints_report_every_breaker_and_reject_unknown_names() {
         database["success_count"].as_u64().unwrap_or(0) >= 1,
         "{database}"
     );
+
+    // The Prometheus page reports each breaker's state and the sagas in flight.
+    let text = app
+        .client
+        .get(app.url("/metrics/prometheus"))
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("body");
+    // Tests in this binary share one recorder, so another test may have opened billing.
+    let billing = "registrar_circuit_breaker_state{breaker=\"billing\"} ";
+    assert!(text.lines().any(|l| l.starts_with(billing)), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("registrar_sagas_in_flight ")),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -246,7 +246,15 @@ async fn dashboard_shows_rejection_without_errors() {
     let breakers = devtools
         .evaluate("document.getElementById('breakers').textContent")
         .await;
-    assert_eq!(breakers, "unavailable");
+    let breakers = breakers.as_str().expect("breaker text");
+    assert!(breakers.contains("billing: closed"), "{breakers}");
+    assert!(breakers.contains("database: closed"), "{breakers}");
+    let sagas = devtools
+        .evaluate("document.getElementById('sagas').textContent")
+        .await;
+    let sagas = sagas.as_str().expect("saga text");
+    // The enrollment's saga completed; a synchronous rejection logs no saga.
+    assert_eq!(sagas, "0 in flight, 0 failed or compensated");
     let health = devtools
         .evaluate("document.getElementById('health').textContent")
         .await;

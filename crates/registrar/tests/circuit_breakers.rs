@@ -57,7 +57,7 @@ async fn wait_recovery(app: &TestApp, name: &str, recovery: f64) {
 }
 
 #[tokio::test]
-async fn billing_failures_open_the_breaker_and_later_calls_skip_billing() {
+async fn billing_failures_open_breaker() {
     let billing = Participant::start(Mode::Fail).await;
     let base = billing.base.clone();
     let app = TestApp::spawn_with(move |c| {
@@ -111,7 +111,7 @@ async fn billing_failures_open_the_breaker_and_later_calls_skip_billing() {
 }
 
 #[tokio::test]
-async fn a_burst_after_recovery_lets_exactly_the_configured_probes_through() {
+async fn burst_admits_configured_probes() {
     let notification = Participant::start(Mode::Fail).await;
     let base = notification.base.clone();
     let app = TestApp::spawn_with(move |c| {
@@ -166,7 +166,7 @@ async fn a_burst_after_recovery_lets_exactly_the_configured_probes_through() {
 }
 
 #[tokio::test]
-async fn two_servers_sharing_redis_agree_on_breaker_state() {
+async fn shared_redis_state_agrees() {
     let Some(redis_url) = std::env::var("TEST_REDIS_URL")
         .ok()
         .filter(|u| !u.is_empty())
@@ -206,7 +206,7 @@ async fn two_servers_sharing_redis_agree_on_breaker_state() {
 }
 
 #[tokio::test]
-async fn the_endpoints_report_every_breaker_and_reject_unknown_names() {
+async fn endpoints_report_every_breaker() {
     let app = TestApp::spawn().await;
     let (status, body) = app.get("/api/v1/queue/circuit-breakers").await;
     assert_eq!(status, 200);
@@ -260,7 +260,7 @@ async fn the_endpoints_report_every_breaker_and_reject_unknown_names() {
 }
 
 #[tokio::test]
-async fn operator_endpoints_require_the_admin_token() {
+async fn operator_endpoints_need_token() {
     let app = TestApp::spawn_with(|c| c.admin_token = Some("s3cret".into())).await;
     let calls = [
         ("POST", "/api/v1/queue/circuit-breakers/billing/reset"),

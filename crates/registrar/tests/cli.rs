@@ -58,7 +58,7 @@ fn unknown_database_scheme_is_rejected() {
 }
 
 #[test]
-fn malformed_breaker_overrides_name_the_problem() {
+fn malformed_breaker_overrides_rejected() {
     let cases = [
         ("bogus:timeout=1", "no breaker is named"),
         ("billing:timeout=1e30", "at most 86400"),
@@ -81,7 +81,7 @@ fn malformed_breaker_overrides_name_the_problem() {
 }
 
 #[test]
-fn billing_url_must_be_plain_http() {
+fn billing_url_needs_http() {
     let output = registrar()
         .arg("migrate")
         .env("BILLING_URL", "https://127.0.0.1:9")

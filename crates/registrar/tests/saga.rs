@@ -47,7 +47,7 @@ fn step<'a>(saga: &'a Value, name: &str) -> &'a Value {
 }
 
 #[tokio::test]
-async fn a_saga_with_participants_completes_and_carries_the_ids() {
+async fn saga_completes_carrying_ids() {
     let billing = Participant::start(Mode::Accept).await;
     let notification = Participant::start(Mode::Accept).await;
     let app = app_with(Some(&billing), Some(&notification)).await;
@@ -90,7 +90,7 @@ async fn a_saga_with_participants_completes_and_carries_the_ids() {
 }
 
 #[tokio::test]
-async fn a_declined_fee_withdraws_the_enrollment_and_frees_the_seats() {
+async fn declined_fee_withdraws_enrollment() {
     let billing = Participant::start(Mode::Decline).await;
     billing.set_mode_for("/charges/cancel", Mode::Accept);
     let app = app_with(Some(&billing), None).await;
@@ -132,7 +132,7 @@ async fn a_declined_fee_withdraws_the_enrollment_and_frees_the_seats() {
 }
 
 #[tokio::test]
-async fn an_unreachable_billing_is_retried_with_one_key_then_compensated() {
+async fn failing_billing_retries_one_key() {
     let billing = Participant::start(Mode::Fail).await;
     billing.set_mode_for("/charges/cancel", Mode::Accept);
     let app = app_with(Some(&billing), None).await;
@@ -158,7 +158,7 @@ async fn an_unreachable_billing_is_retried_with_one_key_then_compensated() {
 }
 
 #[tokio::test]
-async fn a_failing_compensation_leaves_the_saga_failed_for_an_operator() {
+async fn failing_cancel_leaves_saga_failed() {
     let billing = Participant::start(Mode::Decline).await;
     billing.set_mode_for("/charges/cancel", Mode::Fail);
     let app = app_with(Some(&billing), None).await;
@@ -179,7 +179,7 @@ async fn a_failing_compensation_leaves_the_saga_failed_for_an_operator() {
 }
 
 #[tokio::test]
-async fn a_failed_notification_does_not_fail_the_saga() {
+async fn failed_notification_keeps_saga() {
     let notification = Participant::start(Mode::Fail).await;
     let app = app_with(None, Some(&notification)).await;
     let done = app.enroll("RA0005", "2024-2", &["G-ELC102-E"]).await;
@@ -192,7 +192,7 @@ async fn a_failed_notification_does_not_fail_the_saga() {
 }
 
 #[tokio::test]
-async fn without_participants_the_steps_are_skipped_and_rejections_are_logged() {
+async fn unconfigured_steps_are_skipped() {
     let app = app_with(None, None).await;
     let done = app.enroll("RA0006", "2024-2", &["G-ELC102-E"]).await;
     assert_eq!(done["result"]["status"], "SUCCESS");
@@ -227,7 +227,7 @@ async fn without_participants_the_steps_are_skipped_and_rejections_are_logged() 
 }
 
 #[tokio::test]
-async fn a_declined_fee_on_the_synchronous_path_answers_402_and_enrolls_nothing() {
+async fn sync_declined_fee_is_402() {
     let billing = Participant::start(Mode::Decline).await;
     billing.set_mode_for("/charges/cancel", Mode::Accept);
     let app = app_with(Some(&billing), None).await;
@@ -259,7 +259,7 @@ async fn a_declined_fee_on_the_synchronous_path_answers_402_and_enrolls_nothing(
 }
 
 #[tokio::test]
-async fn a_worker_killed_between_the_enrollment_and_the_fee_is_compensated_after_restart() {
+async fn killed_worker_saga_resumes() {
     let billing = Participant::start(Mode::Hang).await;
     let db = common::fresh_db().await;
     let mut config = common::test_config(&db);
@@ -310,7 +310,7 @@ async fn a_worker_killed_between_the_enrollment_and_the_fee_is_compensated_after
 }
 
 #[tokio::test]
-async fn bulk_items_and_added_groups_pass_through_the_fee() {
+async fn bulk_and_add_group_pay_fee() {
     let billing = Participant::start(Mode::Decline).await;
     billing.set_mode_for("/charges/cancel", Mode::Accept);
     let app = app_with(Some(&billing), None).await;
@@ -361,7 +361,7 @@ async fn bulk_items_and_added_groups_pass_through_the_fee() {
 }
 
 #[tokio::test]
-async fn a_synchronous_request_gets_an_answer_while_billing_is_down() {
+async fn sync_answers_while_billing_down() {
     let billing = Participant::start(Mode::Fail).await;
     let base = billing.base.clone();
     // Billing's breaker opens at the third failure, so the cancellation must wait for it.

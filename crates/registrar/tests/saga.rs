@@ -128,6 +128,13 @@ async fn declined_fee_withdraws_enrollment() {
         cancels[0].idempotency_key.as_deref(),
         Some(format!("{saga_id}:cancel_fee").as_str())
     );
+    // The audit trail counts the withdrawn enrollment as a rejection.
+    let (status, audit) = app
+        .get("/api/v1/audit?event_type=INSCRIPTION_FAILED&error_code=FEE_REJECTED")
+        .await;
+    assert_eq!(status, 200, "{audit}");
+    assert_eq!(audit["events"].as_array().map(Vec::len), Some(1), "{audit}");
+    assert_eq!(audit["events"][0]["registro_academico"], "RA0002");
     assert_invariants(&app.db).await;
 }
 
@@ -215,6 +222,22 @@ async fn unconfigured_steps_are_skipped() {
         step(compensated[0], "validate_student_and_period")["status"],
         "failed"
     );
+
+    // Newest first: the rejection came second.
+    let (_, all) = app.get("/api/v1/queue/sagas").await;
+    let response = app
+        .client
+        .get(app.url("/api/v1/queue/sagas"))
+        .send()
+        .await
+        .expect("GET");
+    let text = response.text().await.expect("body");
+    let first_status = all.as_object().expect("object").values().next().cloned();
+    assert!(
+        text.find("ESTUDIANTE_BLOQUEADO") < text.find("\"completed\""),
+        "{text}"
+    );
+    assert!(first_status.is_some());
 
     let (status, bad) = app.get("/api/v1/queue/sagas?status=lost").await;
     assert_eq!(status, 422, "{bad}");
@@ -388,4 +411,45 @@ async fn sync_answers_while_billing_down() {
     );
     let list = sagas(&app).await;
     assert_eq!(list[0]["status"], "compensating");
+}
+
+#[tokio::test]
+async fn sync_saga_outlives_request_timeout() {
+    let billing = Participant::start(Mode::Hang).await;
+    let base = billing.base.clone();
+    let app = TestApp::spawn_with(move |c| {
+        c.billing_url = Some(base);
+        c.request_timeout_seconds = 1;
+        c.circuit_breakers = "billing:failure_threshold=100,timeout=2".into();
+    })
+    .await;
+    let body = json!({ "registro_academico": "EST0012", "codigo_periodo": "2024-2", "grupos": ["G-ELC106-E"] });
+    let headers = [("Idempotency-Key", "sync-after-timeout")];
+    let (status, _, text) = app
+        .post_with("/api/v1/inscripciones/sync", &headers, &body)
+        .await;
+    assert_eq!(status, 408, "{text}");
+    // The saga goes on without the client: the hanging charge times out, the next is accepted.
+    billing.set_mode(Mode::Accept);
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (status, replayed, text) = app
+            .post_with("/api/v1/inscripciones/sync", &headers, &body)
+            .await;
+        if status == 201 {
+            assert!(replayed.contains_key("idempotent-replayed"), "{text}");
+            break;
+        }
+        assert_eq!(status, 409, "{text}");
+        assert!(text.contains("IDEMPOTENCY_IN_FLIGHT"), "{text}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the saga never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(app.seats("G-ELC106-E").await, 1);
+    let charges = billing.received_on("/charges");
+    assert_eq!(charges.len(), 2);
+    assert_eq!(charges[0].idempotency_key, charges[1].idempotency_key);
 }

@@ -35,9 +35,10 @@ pub fn header_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 }
 
 /// How long a synchronous request's pending record blocks its key before it counts as
-/// abandoned by a process that died.
+/// abandoned by a process that died. A synchronous saga may outlive its request (it goes on
+/// after a timeout), so the bound is the request timeout twice plus ten minutes.
 pub fn pending_timeout_ms(state: &AppState) -> i64 {
-    state.config.request_timeout_seconds as i64 * 2 * 1000
+    (state.config.request_timeout_seconds as i64 * 2 + 600) * 1000
 }
 
 /// Builds the record of a request whose response is `body`.

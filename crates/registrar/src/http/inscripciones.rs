@@ -8,6 +8,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use time::Date;
+use tracing::Instrument;
 
 use super::error::ApiError;
 use super::extract::JsonBody;
@@ -150,6 +151,16 @@ pub async fn create_sync(
         && let Some(billing) = state.saga.breakers().get("billing")
         && let Err(rejected) = billing.try_acquire().await
     {
+        let event = AuditEvent::new(
+            AuditEventType::InscriptionFailed,
+            "inscripcion",
+            "create_sync",
+        )
+        .student(&request.registro_academico)
+        .periodo(&request.codigo_periodo)
+        .error_code(ErrorCode::CircuitBreakerOpen.as_str())
+        .data(json!({ "grupos": request.grupos, "circuit_breaker": rejected.breaker }));
+        audit::record(state.store.as_ref(), event).await;
         return Err(breaker_open(&rejected));
     }
     let owner = (
@@ -177,25 +188,40 @@ pub async fn create_sync(
         return Ok(answer(claim, &key));
     }
     state.idempotency.miss();
-    match enroll_with_saga(&state, &ctx, &request).await {
-        Ok(body) => {
-            let text = body.to_string();
-            if let Err(e) = state
-                .store
-                .complete_idempotency(&key.key, StatusCode::CREATED.as_u16(), &text)
-                .await
-            {
-                tracing::warn!(error = %e, "recording the response for replays failed; a repeat runs afresh after the pending timeout");
+    // The enrollment and its saga run in their own task: a client that disconnects, or a
+    // request that hits its timeout, must not stop a saga half way, and the task still
+    // records the outcome for the key, so a retry gets the answer.
+    let ids = crate::telemetry::context::current();
+    let work = async move {
+        let outcome = enroll_with_saga(&state, &ctx, &request).await;
+        match &outcome {
+            Ok(body) => {
+                let text = body.to_string();
+                if let Err(e) = state
+                    .store
+                    .complete_idempotency(&key.key, StatusCode::CREATED.as_u16(), &text)
+                    .await
+                {
+                    tracing::warn!(error = %e, "recording the response for replays failed; a repeat runs afresh after the pending timeout");
+                }
             }
-            Ok(raw_json(StatusCode::CREATED, text))
-        }
-        Err(error) => {
-            if let Err(e) = state.store.release_idempotency(&key.key).await {
-                tracing::warn!(error = %e, "releasing the idempotency key failed; it frees itself after the pending timeout");
+            Err(_) => {
+                if let Err(e) = state.store.release_idempotency(&key.key).await {
+                    tracing::warn!(error = %e, "releasing the idempotency key failed; it frees itself after the pending timeout");
+                }
             }
-            Err(error)
         }
+        outcome.map(|body| raw_json(StatusCode::CREATED, body.to_string()))
     }
+    .instrument(tracing::Span::current());
+    let task = match ids {
+        Some(ids) => tokio::spawn(crate::telemetry::context::scope(ids, work)),
+        None => tokio::spawn(work),
+    };
+    task.await.map_err(|e| {
+        tracing::error!(error = %e, "the enrollment task panicked");
+        ApiError::internal()
+    })?
 }
 
 /// The error a request answers when its saga did not complete.

@@ -385,12 +385,22 @@ impl SagaRunner {
         info!(saga_id = %saga.saga_id, status = saga.status.as_str(), "saga finished");
         metrics::counter!(names::SAGA_OUTCOMES_TOTAL, "outcome" => saga.status.as_str())
             .increment(1);
-        let event_type = if saga.status == SagaStatus::Completed {
-            AuditEventType::SagaCompleted
-        } else {
-            AuditEventType::SagaCompensated
+        let event_type = match saga.status {
+            SagaStatus::Completed => AuditEventType::SagaCompleted,
+            SagaStatus::Failed => AuditEventType::SagaFailed,
+            _ => AuditEventType::SagaCompensated,
         };
         audit::record(self.store.as_ref(), saga_event(saga, event_type, "finish")).await;
+        if withdraw {
+            // The enrollment was withdrawn: for the audit trail, the request was rejected.
+            let mut event = saga_event(saga, AuditEventType::InscriptionFailed, "compensate");
+            event.entity_type = "inscripcion".to_owned();
+            event.entity_id = saga.codigo_inscripcion.clone();
+            if let Some(grupo) = saga.added_grupos.first() {
+                event = event.grupo(grupo);
+            }
+            audit::record(self.store.as_ref(), event).await;
+        }
         Ok(Progress::Finished(saga.status))
     }
 

@@ -298,3 +298,82 @@ async fn operator_endpoints_need_token() {
         );
     }
 }
+
+#[tokio::test]
+async fn two_serve_processes_share_breakers() {
+    let Some(redis_url) = std::env::var("TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        eprintln!("skipped: TEST_REDIS_URL is not set");
+        return;
+    };
+    let billing = Participant::start(Mode::Fail).await;
+    let db = fresh_db().await;
+    let prefix = format!("test-{}:", uuid::Uuid::new_v4().simple());
+    let env = [
+        ("REDIS_URL", redis_url.as_str()),
+        ("REDIS_KEY_PREFIX", prefix.as_str()),
+        ("BILLING_URL", billing.base.as_str()),
+        ("SAGA_STEP_ATTEMPTS", "1"),
+        (
+            "CIRCUIT_BREAKERS",
+            "billing:failure_threshold=2,recovery_timeout=600",
+        ),
+        ("WORKER_POLL_INTERVAL_MS", "50"),
+    ];
+    let one = common::process::ServeProcess::spawn(&db, &env);
+    let two = common::process::ServeProcess::spawn(&db, &env);
+    let client = reqwest::Client::new();
+    one.wait_live(&client).await;
+    two.wait_live(&client).await;
+    let get = |base: &str| {
+        let client = client.clone();
+        let url = format!("{base}/api/v1/queue/circuit-breakers");
+        async move {
+            let body: Value = client
+                .get(url)
+                .send()
+                .await
+                .expect("GET")
+                .json()
+                .await
+                .expect("json");
+            body["circuit_breakers"]["billing"].clone()
+        }
+    };
+
+    // An enrollment through the first process fails its charge and its cancellation.
+    let request = json!({ "registro_academico": "RA0001", "codigo_periodo": "2024-2", "grupos": ["G-ELC102-E"] });
+    let response = client
+        .post(format!("{}/api/v1/queue/inscripciones/async", one.base))
+        .json(&request)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status().as_u16(), 202);
+    let deadline = Instant::now() + WAIT;
+    while get(&two.base).await["state"] != "open" {
+        assert!(
+            Instant::now() < deadline,
+            "the second process never saw billing open"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_ne!(
+        get(&one.base).await["instance_id"],
+        get(&two.base).await["instance_id"]
+    );
+
+    let reset = client
+        .post(format!(
+            "{}/api/v1/queue/circuit-breakers/billing/reset",
+            two.base
+        ))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(reset.status().as_u16(), 200);
+    let seen_by_one = get(&one.base).await;
+    assert_eq!(seen_by_one["state"], "closed", "{seen_by_one}");
+}

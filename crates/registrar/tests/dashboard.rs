@@ -239,15 +239,21 @@ async fn dashboard_shows_rejection_without_errors() {
     let rates = devtools
         .evaluate("document.getElementById('rate-body').innerText")
         .await;
-    let current_minute = rates
-        .as_str()
-        .unwrap()
-        .lines()
-        .next()
-        .unwrap_or("")
-        .to_owned();
-    let counts: Vec<&str> = current_minute.split_whitespace().collect();
-    assert_eq!(counts.get(1..3), Some(&["1", "1"][..]), "{current_minute}");
+    let rates = rates.as_str().unwrap_or("").to_owned();
+    // Summed over the rows: the two requests may fall on either side of a minute boundary.
+    let (mut enrolled, mut rejected) = (0u64, 0u64);
+    for row in rates.lines() {
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        enrolled += cells
+            .get(1)
+            .and_then(|c| c.parse::<u64>().ok())
+            .unwrap_or(0);
+        rejected += cells
+            .get(2)
+            .and_then(|c| c.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    assert_eq!((enrolled, rejected), (1, 1), "{rates}");
     let breakers = devtools
         .evaluate("document.getElementById('breakers').textContent")
         .await;

@@ -2,6 +2,8 @@
 //! returns unfinished jobs to the queue on shutdown. `serve` runs one pool beside the API and
 //! `registrar worker` runs one alone; any number of pools share one database.
 
+mod batch;
+
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, error, info, info_span, warn};
+use tracing::{Instrument, Span, debug, error, info, info_span, warn};
 
 use super::model::{Job, JobKind, JobState, JobUpdate};
 use super::result::enrollment_result;
@@ -24,14 +26,18 @@ use crate::domain::error::DomainError;
 use crate::resilience::breaker::{Breaker, Breakers};
 use crate::saga::model::Saga;
 use crate::saga::runner::{JobLease, Progress, SagaIds, SagaRunner, saga_event};
-use crate::store::{StepWrite, Store, StoreError};
+use crate::store::{EnrollmentResult, StepWrite, Store, StoreError};
 use crate::telemetry::context::{self, RequestIds};
 use crate::telemetry::metrics as names;
+use batch::split_claim;
 
 /// Settings of one worker pool.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
+    /// Worker tasks per pool; each runs one job or one batch of inscription jobs at a time.
     pub concurrency: usize,
+    /// Inscription jobs a task runs in one database transaction.
+    pub batch_size: usize,
     pub lease: Duration,
     pub poll_interval: Duration,
     pub soft_time_limit: Duration,
@@ -191,12 +197,13 @@ impl Pool {
             } else {
                 self.settings.concurrency.saturating_sub(tasks.len())
             };
+            let limit = free * self.settings.batch_size.max(1);
             let claimed = if free > 0 {
                 // A claim can wait many seconds for a locked database, so shutdown interrupts
                 // it. Jobs that an interrupted claim still committed are leased to this owner,
                 // and `release_jobs` below returns them to the queue.
                 tokio::select! {
-                    claimed = self.claim(free) => claimed,
+                    claimed = self.claim(limit) => claimed,
                     _ = shutdown.cancelled() => break,
                 }
             } else {
@@ -204,10 +211,10 @@ impl Pool {
             };
             drop(gate);
             let claimed_count = claimed.len();
-            for job in claimed {
-                tasks.spawn(self.clone().run_job(job));
+            for chunk in split_claim(claimed, free) {
+                tasks.spawn(self.clone().run_chunk(chunk));
             }
-            if claimed_count == free && free > 0 {
+            if claimed_count == limit && free > 0 {
                 // A full batch: there may be more work, so claim again without waiting.
                 continue;
             }
@@ -285,24 +292,21 @@ impl Pool {
     }
 
     async fn run_job(self, job: Job) {
-        let span = info_span!(
-            "job",
-            task_id = %job.task_id,
-            kind = job.kind.as_str(),
-            correlation_id = %job.correlation_id,
-            request_id = job.request_id.as_deref().unwrap_or(""),
-            attempt = job.attempts,
-        );
         self.running
             .lock()
             .expect("lock")
             .insert(job.task_id.clone());
-        let ids = RequestIds {
-            correlation_id: job.correlation_id.clone(),
-            request_id: job.request_id.clone(),
-        };
         self.status.active.fetch_add(1, Ordering::SeqCst);
-        context::scope(ids, self.run_job_inner(&job).instrument(span)).await;
+        context::scope(
+            job_ids(&job),
+            self.run_job_inner(&job).instrument(job_span(&job)),
+        )
+        .await;
+        self.job_done(&job);
+    }
+
+    /// Updates the pool's counters and stops renewing the lease of a job that ran.
+    fn job_done(&self, job: &Job) {
         self.status.active.fetch_sub(1, Ordering::SeqCst);
         self.status.processed.fetch_add(1, Ordering::SeqCst);
         self.running.lock().expect("lock").remove(&job.task_id);
@@ -322,8 +326,17 @@ impl Pool {
         }
         debug!("job started");
         let started = std::time::Instant::now();
+        let outcome = self.with_time_limits(self.execute(job)).await;
+        self.report(job, &outcome, started).await;
+    }
+
+    /// Runs `run`, warning once past the soft time limit and dropping it, which rolls back
+    /// its open transaction, past the hard one.
+    async fn with_time_limits<T>(
+        &self,
+        run: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<Result<T, StoreError>, tokio::time::error::Elapsed> {
         let soft = self.settings.soft_time_limit;
-        let run = self.execute(job);
         let watched = async {
             tokio::pin!(run);
             tokio::select! {
@@ -334,8 +347,18 @@ impl Pool {
                 }
             }
         };
-        let outcome = tokio::time::timeout(self.settings.time_limit, watched).await;
-        let outcome_label = match &outcome {
+        tokio::time::timeout(self.settings.time_limit, watched).await
+    }
+
+    /// Records a job run's duration and logs its end, or schedules its retry or marks it
+    /// `FAILURE`.
+    async fn report(
+        &self,
+        job: &Job,
+        outcome: &Result<Result<(), StoreError>, tokio::time::error::Elapsed>,
+        started: std::time::Instant,
+    ) {
+        let outcome_label = match outcome {
             Ok(Ok(())) => "success",
             Ok(Err(e)) if e.is_transient() => "retry",
             Ok(Err(_)) => "failure",
@@ -351,7 +374,7 @@ impl Pool {
                     "job finished"
                 );
             }
-            Ok(Err(e)) if e.is_transient() => self.retry(job, &e).await,
+            Ok(Err(e)) if e.is_transient() => self.retry(job, e).await,
             Ok(Err(e)) => {
                 error!(error = %e, "job failed with a non-transient store error");
                 let meta = json!({
@@ -418,37 +441,8 @@ impl Pool {
                 return Ok(());
             }
         };
-        let ids = SagaIds {
-            task_id: Some(&job.task_id),
-            correlation_id: &job.correlation_id,
-            request_id: job.request_id.as_deref(),
-        };
-        let finish = |outcome: &Result<_, _>| {
-            let saga = match outcome {
-                Ok(outcome) => self.saga.saga_for_enrollment(&ids, &request, outcome),
-                Err(rejection) => self.saga.saga_for_rejection(&ids, &request, rejection),
-            };
-            let job = if saga.status.is_finished() {
-                JobUpdate {
-                    state: JobState::Success,
-                    meta: None,
-                    result: Some(enrollment_result(outcome)),
-                }
-            } else {
-                JobUpdate {
-                    state: JobState::Progress,
-                    meta: Some(json!({
-                        "message": "Inscripción registrada; completando el cobro y la notificación",
-                        "saga_id": saga.saga_id,
-                    })),
-                    result: None,
-                }
-            };
-            StepWrite {
-                job,
-                saga: Some(saga),
-            }
-        };
+        let ids = saga_ids(job);
+        let finish = |outcome: &EnrollmentResult| self.step_write(&ids, &request, outcome);
         let done = self
             .store
             .run_enrollment_step(
@@ -461,6 +455,51 @@ impl Pool {
                 &finish,
             )
             .await?;
+        self.after_step(job, &request, done).await
+    }
+
+    /// Builds what an inscription job's step writes with its enrollment: the saga that logs
+    /// the request, and the job's result, or its progress while the saga has steps left.
+    fn step_write(
+        &self,
+        ids: &SagaIds<'_>,
+        request: &EnrollmentRequest,
+        outcome: &EnrollmentResult,
+    ) -> StepWrite {
+        let saga = match outcome {
+            Ok(outcome) => self.saga.saga_for_enrollment(ids, request, outcome),
+            Err(rejection) => self.saga.saga_for_rejection(ids, request, rejection),
+        };
+        let job = if saga.status.is_finished() {
+            JobUpdate {
+                state: JobState::Success,
+                meta: None,
+                result: Some(enrollment_result(outcome)),
+            }
+        } else {
+            JobUpdate {
+                state: JobState::Progress,
+                meta: Some(json!({
+                    "message": "Inscripción registrada; completando el cobro y la notificación",
+                    "saga_id": saga.saga_id,
+                })),
+                result: None,
+            }
+        };
+        StepWrite {
+            job,
+            saga: Some(saga),
+        }
+    }
+
+    /// Logs and audits an inscription job's committed step, then runs its saga's remaining
+    /// steps. `done` is `None` when the lease was lost and nothing committed.
+    async fn after_step(
+        &self,
+        job: &Job,
+        request: &EnrollmentRequest,
+        done: Option<EnrollmentResult>,
+    ) -> Result<(), StoreError> {
         match &done {
             Some(Ok(outcome)) => info!(
                 registro_academico = %request.registro_academico,
@@ -479,9 +518,11 @@ impl Pool {
             None => warn!("lease lost before commit; the enrollment was rolled back"),
         }
         if let Some(outcome) = &done {
-            self.audit_outcome("run_job", &request, outcome).await;
+            self.audit_outcome("run_job", request, outcome).await;
         }
+        // Without participants every saga is written finished, so there is nothing to read.
         if matches!(done, Some(Ok(_)))
+            && self.saga.has_participants()
             && let Some(saga) = self.store.saga_for_task(&job.task_id).await?
             && !saga.status.is_finished()
         {
@@ -686,6 +727,34 @@ impl Pool {
             }
         }
     }
+}
+
+/// The saga ids of an inscription job.
+fn saga_ids(job: &Job) -> SagaIds<'_> {
+    SagaIds {
+        task_id: Some(&job.task_id),
+        correlation_id: &job.correlation_id,
+        request_id: job.request_id.as_deref(),
+    }
+}
+
+/// The ids that a job's logs, audit events and outbound calls carry.
+fn job_ids(job: &Job) -> RequestIds {
+    RequestIds {
+        correlation_id: job.correlation_id.clone(),
+        request_id: job.request_id.clone(),
+    }
+}
+
+fn job_span(job: &Job) -> Span {
+    info_span!(
+        "job",
+        task_id = %job.task_id,
+        kind = job.kind.as_str(),
+        correlation_id = %job.correlation_id,
+        request_id = job.request_id.as_deref().unwrap_or(""),
+        attempt = job.attempts,
+    )
 }
 
 fn progress_meta(total: usize, processed: usize, successful: usize, failed: usize) -> Value {

@@ -736,7 +736,8 @@ async fn random_mix_keeps_counters() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batched_workers_keep_counters() {
-    // Four groups of different materias; C and D have fewer seats than requests for them.
+    // Four groups of different materias; C and D have fewer seats than requests for them,
+    // and some pairs clash in schedule, so batches mix successes and rejections.
     const A: &str = "G-ELC102-E";
     const B: &str = "G-ELC106-E";
     const C: &str = "G-ELC108-E";
@@ -764,7 +765,14 @@ async fn batched_workers_keep_counters() {
     let counts = tally(&statuses);
     let successes = counts.get("SUCCESS").copied().unwrap_or(0);
     let full = counts.get("GRUPO_SIN_CUPO").copied().unwrap_or(0);
-    assert_eq!(successes + full, 160, "unexpected outcomes: {counts:?}");
+    let clashes = counts.get("CONFLICTO_HORARIO").copied().unwrap_or(0);
+    assert_eq!(
+        successes + full + clashes,
+        160,
+        "unexpected outcomes: {counts:?}"
+    );
+    assert!(successes > 0, "no request succeeded: {counts:?}");
+    assert!(full > 0, "no request met a full group: {counts:?}");
     for (grupo, cupo) in CUPOS {
         let seats = app.seats(grupo).await;
         assert_eq!(
@@ -774,16 +782,6 @@ async fn batched_workers_keep_counters() {
         );
         assert!(seats <= cupo, "{grupo} holds {seats}, over its cupo {cupo}");
     }
-    assert_eq!(
-        app.seats(C).await,
-        20,
-        "requests for {C} outnumber its seats"
-    );
-    assert_eq!(
-        app.seats(D).await,
-        10,
-        "requests for {D} outnumber its seats"
-    );
 
     // Each student sent one request: a success holds exactly its groups, a rejection none.
     for ((ra, grupos), status) in requests.iter().zip(&statuses) {

@@ -18,8 +18,8 @@ use tracing::{Instrument, Span, debug, error, info, info_span, warn};
 
 use super::model::{Job, JobKind, JobState, JobUpdate};
 use super::result::enrollment_result;
-use crate::audit::AuditEventType;
 use crate::audit::{self, enrollment};
+use crate::audit::{AuditEvent, AuditEventType};
 use crate::clock;
 use crate::domain::enrollment::{EnrollmentOutcome, EnrollmentRequest, EnrollmentRules};
 use crate::domain::error::DomainError;
@@ -455,7 +455,10 @@ impl Pool {
                 &finish,
             )
             .await?;
-        self.after_step(job, &request, done).await
+        if let Some(event) = log_step(&request, &done) {
+            audit::store_events(self.store.as_ref(), &[event]).await;
+        }
+        self.continue_saga(job, &done).await
     }
 
     /// Builds what an inscription job's step writes with its enrollment: the saga that logs
@@ -492,34 +495,13 @@ impl Pool {
         }
     }
 
-    /// Logs and audits an inscription job's committed step, then runs its saga's remaining
-    /// steps. `done` is `None` when the lease was lost and nothing committed.
-    async fn after_step(
+    /// Runs the remaining steps of the saga of an inscription job whose enrollment committed.
+    /// `done` is `None` when the lease was lost and nothing committed.
+    async fn continue_saga(
         &self,
         job: &Job,
-        request: &EnrollmentRequest,
-        done: Option<EnrollmentResult>,
+        done: &Option<EnrollmentResult>,
     ) -> Result<(), StoreError> {
-        match &done {
-            Some(Ok(outcome)) => info!(
-                registro_academico = %request.registro_academico,
-                codigo_periodo = %request.codigo_periodo,
-                codigo_inscripcion = %outcome.inscripcion.codigo_inscripcion,
-                new_groups = outcome.new_details.len(),
-                "enrollment committed"
-            ),
-            Some(Err(rejection)) => info!(
-                registro_academico = %request.registro_academico,
-                codigo_periodo = %request.codigo_periodo,
-                error_code = rejection.code.as_str(),
-                grupo = rejection.grupo.as_deref().unwrap_or(""),
-                "enrollment rejected"
-            ),
-            None => warn!("lease lost before commit; the enrollment was rolled back"),
-        }
-        if let Some(outcome) = &done {
-            self.audit_outcome("run_job", request, outcome).await;
-        }
         // Without participants every saga is written finished, so there is nothing to read.
         if matches!(done, Some(Ok(_)))
             && self.saga.has_participants()
@@ -692,10 +674,7 @@ impl Pool {
         request: &EnrollmentRequest,
         outcome: &Result<EnrollmentOutcome, DomainError>,
     ) {
-        let event = match outcome {
-            Ok(outcome) => enrollment::created(action, request, outcome),
-            Err(rejection) => enrollment::rejected(action, request, rejection),
-        };
+        let event = outcome_event(action, request, outcome);
         audit::record(self.store.as_ref(), event).await;
     }
 
@@ -726,6 +705,43 @@ impl Pool {
                 error!(task_id = %job.task_id, error = %e, "could not record the job failure")
             }
         }
+    }
+}
+
+/// Logs an inscription job's committed or rejected enrollment, or its lost lease, and
+/// returns the enrollment's audit event, logged and ready to store. `done` is `None` when the
+/// lease was lost and nothing committed.
+fn log_step(request: &EnrollmentRequest, done: &Option<EnrollmentResult>) -> Option<AuditEvent> {
+    match done {
+        Some(Ok(outcome)) => info!(
+            registro_academico = %request.registro_academico,
+            codigo_periodo = %request.codigo_periodo,
+            codigo_inscripcion = %outcome.inscripcion.codigo_inscripcion,
+            new_groups = outcome.new_details.len(),
+            "enrollment committed"
+        ),
+        Some(Err(rejection)) => info!(
+            registro_academico = %request.registro_academico,
+            codigo_periodo = %request.codigo_periodo,
+            error_code = rejection.code.as_str(),
+            grupo = rejection.grupo.as_deref().unwrap_or(""),
+            "enrollment rejected"
+        ),
+        None => warn!("lease lost before commit; the enrollment was rolled back"),
+    }
+    let outcome = done.as_ref()?;
+    Some(audit::log(outcome_event("run_job", request, outcome)))
+}
+
+/// Builds the audit event of a committed or rejected enrollment.
+fn outcome_event(
+    action: &str,
+    request: &EnrollmentRequest,
+    outcome: &Result<EnrollmentOutcome, DomainError>,
+) -> AuditEvent {
+    match outcome {
+        Ok(outcome) => enrollment::created(action, request, outcome),
+        Err(rejection) => enrollment::rejected(action, request, rejection),
     }
 }
 

@@ -452,8 +452,8 @@ pub trait Store: Send + Sync {
     async fn saga_counts(&self) -> Result<SagaCounts, StoreError>;
     // Audit trail.
 
-    /// Stores one audit event in its own transaction.
-    async fn insert_audit_event(&self, event: &AuditEvent) -> Result<(), StoreError>;
+    /// Stores audit events in one transaction.
+    async fn insert_audit_events(&self, events: &[AuditEvent]) -> Result<(), StoreError>;
 
     /// Lists the events that match `filter`, newest first, at most `filter.limit`.
     async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;

@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use tracing::{Instrument, info, warn};
 
-use super::{Pool, job_ids, job_span, saga_ids};
+use super::{Pool, job_ids, job_span, log_step, saga_ids};
+use crate::audit;
 use crate::clock;
 use crate::domain::enrollment::EnrollmentRequest;
 use crate::jobs::model::{Job, JobKind};
@@ -98,6 +99,10 @@ impl Pool {
 
         match outcome {
             Ok(Ok(outcomes)) => {
+                // The audit events of the whole batch are stored in one transaction, before
+                // any job's saga continues, so each job's enrollment event precedes its saga's.
+                let mut committed = Vec::with_capacity(parsed.len());
+                let mut events = Vec::with_capacity(parsed.len());
                 for ((job, request), outcome) in parsed.iter().zip(outcomes) {
                     let done = match outcome {
                         BatchOutcome::Done(done) => Ok(Some(done)),
@@ -114,7 +119,17 @@ impl Pool {
                             continue;
                         }
                     };
-                    let finish = self.finish_batched(job, request, done, started);
+                    if let Ok(done) = &done {
+                        let log = async { log_step(request, done) };
+                        let event = context::scope(job_ids(job), log.instrument(job_span(job)));
+                        events.extend(event.await);
+                    }
+                    committed.push((job, done));
+                }
+                audit::store_events(self.store.as_ref(), &events).await;
+
+                for (job, done) in committed {
+                    let finish = self.finish_batched(job, done, started);
                     context::scope(job_ids(job), finish.instrument(job_span(job))).await;
                     self.job_done(job);
                 }
@@ -138,17 +153,16 @@ impl Pool {
         single
     }
 
-    /// Logs, audits and reports one job of a committed batch, and runs its saga's remaining
-    /// steps. `done` is `Ok(None)` when the job's lease was lost.
+    /// Runs the saga's remaining steps of one job of a committed batch and reports the job.
+    /// `done` is `Ok(None)` when the job's lease was lost.
     async fn finish_batched(
         &self,
         job: &Job,
-        request: &EnrollmentRequest,
         done: Result<Option<EnrollmentResult>, StoreError>,
         started: Instant,
     ) {
         let result = match done {
-            Ok(done) => self.after_step(job, request, done).await,
+            Ok(done) => self.continue_saga(job, &done).await,
             Err(e) => Err(e),
         };
         self.report(job, &Ok(result), started).await;

@@ -9,22 +9,26 @@ use crate::store::StoreError;
 use crate::store::audit::{AuditBind, INSERT_AUDIT_EVENT, list_query};
 
 impl SqliteStore {
-    pub(super) async fn insert_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        sqlx::query(INSERT_AUDIT_EVENT)
-            .bind(event.occurred_at_ms)
-            .bind(event.event_type.as_str())
-            .bind(&event.entity_type)
-            .bind(&event.entity_id)
-            .bind(&event.action)
-            .bind(&event.correlation_id)
-            .bind(&event.request_id)
-            .bind(&event.registro_academico)
-            .bind(&event.codigo_periodo)
-            .bind(&event.codigo_grupo)
-            .bind(&event.error_code)
-            .bind(event.data.to_string())
-            .execute(&self.write)
-            .await?;
+    pub(super) async fn insert_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        for event in events {
+            sqlx::query(INSERT_AUDIT_EVENT)
+                .bind(event.occurred_at_ms)
+                .bind(event.event_type.as_str())
+                .bind(&event.entity_type)
+                .bind(&event.entity_id)
+                .bind(&event.action)
+                .bind(&event.correlation_id)
+                .bind(&event.request_id)
+                .bind(&event.registro_academico)
+                .bind(&event.codigo_periodo)
+                .bind(&event.codigo_grupo)
+                .bind(&event.error_code)
+                .bind(event.data.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

@@ -750,8 +750,8 @@ impl Store for SqliteStore {
         }
     }
 
-    async fn insert_audit_event(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        self.insert_audit(event).await
+    async fn insert_audit_events(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
+        self.insert_audit(events).await
     }
 
     async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {

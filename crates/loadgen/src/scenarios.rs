@@ -336,11 +336,54 @@ pub async fn health_once(user: &mut GooseUser, state: &DemoState, origin: Origin
     if !state.ctx.may_enqueue() {
         return;
     }
-    let calls: [(&'static str, GooseMethod, &str, u16); 5] = [
+    let calls: [(&'static str, GooseMethod, &str, u16); 13] = [
         ("health", GooseMethod::Get, "/health", 200),
+        ("health ready", GooseMethod::Get, "/health/ready", 200),
         ("root", GooseMethod::Get, "/", 200),
         ("metrics", GooseMethod::Get, "/metrics", 200),
+        (
+            "metrics prometheus",
+            GooseMethod::Get,
+            "/metrics/prometheus",
+            200,
+        ),
         ("queue stats", GooseMethod::Get, "/api/v1/queue/stats", 200),
+        (
+            "queue stats enhanced",
+            GooseMethod::Get,
+            "/api/v1/queue/stats/enhanced",
+            200,
+        ),
+        (
+            "queue workers",
+            GooseMethod::Get,
+            "/api/v1/queue/workers",
+            200,
+        ),
+        (
+            "queue queues",
+            GooseMethod::Get,
+            "/api/v1/queue/queues",
+            200,
+        ),
+        (
+            "circuit breakers",
+            GooseMethod::Get,
+            "/api/v1/queue/circuit-breakers",
+            200,
+        ),
+        (
+            "sagas",
+            GooseMethod::Get,
+            "/api/v1/queue/sagas?limit=10",
+            200,
+        ),
+        (
+            "idempotency cache",
+            GooseMethod::Get,
+            "/api/v1/queue/idempotency/cache",
+            200,
+        ),
         (
             "queue health-check",
             GooseMethod::Post,

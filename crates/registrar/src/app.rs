@@ -138,13 +138,17 @@ pub fn build_breakers(
             if let (Some(store), Ok(runtime)) =
                 (store.clone(), tokio::runtime::Handle::try_current())
             {
-                let event = AuditEvent::new(
+                let mut event = AuditEvent::new(
                     AuditEventType::CircuitBreakerStateChanged,
                     "circuit_breaker",
                     "transition",
                 )
-                .entity_id(&t.breaker)
-                .data(serde_json::json!({
+                .entity_id(&t.breaker);
+                // The spawned task has no request context, so the ids travel with the event.
+                if let Some(ids) = crate::telemetry::context::current() {
+                    event = event.ids(ids.correlation_id, ids.request_id);
+                }
+                let event = event.data(serde_json::json!({
                     "from": t.from.as_str(),
                     "to": t.to.as_str(),
                     "reason": t.reason.as_str(),

@@ -278,6 +278,16 @@ fn env_source() -> Env {
     Env::raw().filter(move |k| keys.iter().any(|key| k == key.as_str()))
 }
 
+/// The breakers that `CIRCUIT_BREAKERS` may name.
+pub const BREAKER_NAMES: [&str; 6] = [
+    "database",
+    "redis",
+    "billing",
+    "notification",
+    "celery_stats",
+    "health_check",
+];
+
 /// One breaker's overridden settings, as `(key, value)` pairs.
 pub type BreakerOverride = (String, Vec<(String, f64)>);
 
@@ -311,12 +321,30 @@ pub fn parse_breaker_overrides(text: &str) -> Result<Vec<BreakerOverride>, Strin
             let value: f64 = value
                 .trim()
                 .parse()
-                .ok()
-                .filter(|v: &f64| v.is_finite() && *v >= 0.0)
-                .ok_or_else(|| format!("`{key}` must be a non-negative number"))?;
+                .map_err(|_| format!("`{key}` must be a number"))?;
+            let is_time = matches!(key, "recovery_timeout" | "timeout");
+            let ok = if is_time {
+                value.is_finite() && value > 0.0 && value <= 86_400.0
+            } else {
+                value.fract() == 0.0 && (1.0..=1_000_000.0).contains(&value)
+            };
+            if !ok {
+                return Err(if is_time {
+                    format!("`{key}` must be a number of seconds above 0 and at most 86400")
+                } else {
+                    format!("`{key}` must be a whole number from 1 to 1000000")
+                });
+            }
             pairs.push((key.to_owned(), value));
         }
-        out.push((name.trim().to_owned(), pairs));
+        let name = name.trim();
+        if !BREAKER_NAMES.contains(&name) {
+            return Err(format!(
+                "no breaker is named `{name}`; use one of {}",
+                BREAKER_NAMES.join(", ")
+            ));
+        }
+        out.push((name.to_owned(), pairs));
     }
     Ok(out)
 }

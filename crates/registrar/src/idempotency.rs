@@ -28,7 +28,9 @@ pub const CACHE_PREFIX: &str = "idempotency:";
 /// sent to two endpoints counts as two different requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
-    /// `POST /api/v1/inscripciones/` and `POST /api/v1/queue/inscripciones/async`.
+    /// `POST /api/v1/inscripciones/`.
+    Create,
+    /// `POST /api/v1/queue/inscripciones/async`.
     Async,
     ByGroups,
     Bulk,
@@ -38,6 +40,7 @@ pub enum Endpoint {
 impl Endpoint {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Create => "create",
             Self::Async => "async",
             Self::ByGroups => "async-by-groups",
             Self::Bulk => "bulk-async",
@@ -97,10 +100,20 @@ pub fn request_key(
             fingerprint,
         },
         None => RequestKey {
-            key: format!("inscription:{}", sha256_hex(&canonical)),
+            key: body_key(endpoint, &sha256_hex(&canonical)),
             source: KeySource::Body,
             fingerprint,
         },
+    }
+}
+
+/// Names a body-derived key. `async-by-groups` keeps the predecessor's
+/// `inscription:<sha256>`; the other endpoints add their name, so the same body sent to two
+/// endpoints never shares a record.
+fn body_key(endpoint: Endpoint, hash: &str) -> String {
+    match endpoint {
+        Endpoint::ByGroups => format!("inscription:{hash}"),
+        other => format!("inscription:{}:{hash}", other.as_str()),
     }
 }
 
@@ -208,6 +221,9 @@ pub struct StoredResponse {
     pub fingerprint: String,
     pub status: u16,
     pub body: String,
+    /// When the record expires, in epoch milliseconds; a cached copy expires with it.
+    #[serde(default)]
+    pub expires_at_ms: i64,
 }
 
 /// The stored record of a key, with the state of its job when it has one.
@@ -277,6 +293,7 @@ pub fn decide(existing: &Existing, new: &NewRecord, pending_timeout_ms: i64) -> 
             fingerprint: existing.fingerprint.clone(),
             status: existing.response_status,
             body: existing.response_body.clone(),
+            expires_at_ms: existing.expires_at,
         }))
     } else {
         Decision::Replace
@@ -317,25 +334,22 @@ pub async fn cache_put(
     key: &str,
     response: &StoredResponse,
     expires_at_ms: i64,
-) {
+) -> Result<(), redis::RedisError> {
     let ttl_ms = expires_at_ms - crate::clock::now_ms();
     if ttl_ms <= 0 {
-        return;
+        return Ok(());
     }
     let Ok(text) = serde_json::to_string(response) else {
-        return;
+        return Ok(());
     };
     let mut conn = redis.connection();
-    let stored: Result<(), _> = redis::cmd("SET")
+    redis::cmd("SET")
         .arg(redis.key(&format!("{CACHE_PREFIX}{key}")))
         .arg(text)
         .arg("PX")
         .arg(ttl_ms)
-        .query_async(&mut conn)
-        .await;
-    if let Err(e) = stored {
-        tracing::warn!(error = %e, "idempotency cache write failed");
-    }
+        .query_async::<()>(&mut conn)
+        .await
 }
 
 /// Drops keys from the Redis cache.
@@ -372,7 +386,7 @@ mod tests {
     #[test]
     fn body_keys_match_the_predecessor_vectors() {
         let first = request_key(
-            Endpoint::Async,
+            Endpoint::ByGroups,
             None,
             &request("EST001", "2024-2", &["G-ELC106-E", "G-ELC102-E"]),
         );
@@ -381,7 +395,7 @@ mod tests {
             "inscription:2c15d1f2fadb524ad297fd1cf563c0567c38a4aa2f1ed3dcca2b59de1dfa4198"
         );
         let second = request_key(
-            Endpoint::Async,
+            Endpoint::ByGroups,
             None,
             &request("RA0001", "1-2025", &["G-ELC108-E"]),
         );
@@ -408,6 +422,16 @@ mod tests {
             canonical_request(&request("Ñ\"", "p", &["😀"])),
             r#"{"codigo_periodo": "p", "grupos": ["\ud83d\ude00"], "registro_academico": "\u00d1\""}"#
         );
+    }
+
+    #[test]
+    fn body_keys_are_named_by_endpoint() {
+        let body = request("EST001", "2024-2", &["A"]);
+        let by_groups = request_key(Endpoint::ByGroups, None, &body).key;
+        let sync = request_key(Endpoint::Sync, None, &body).key;
+        assert!(sync.starts_with("inscription:sync:"), "{sync}");
+        assert_eq!(sync.rsplit(':').next(), by_groups.rsplit(':').next());
+        assert_ne!(sync, by_groups);
     }
 
     #[test]

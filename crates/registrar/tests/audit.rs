@@ -180,6 +180,8 @@ async fn group_changes_and_delete_are_audited() {
         [
             "INSCRIPTION_DELETED",
             "GROUP_REMOVED",
+            // Adding a group drops the idempotency key of the synchronous create.
+            "IDEMPOTENCY_INVALIDATED",
             "GROUP_ADDED",
             "INSCRIPTION_CREATED",
             "INSCRIPTION_REQUESTED"
@@ -204,6 +206,26 @@ async fn admin_actions_are_audited() {
     assert_eq!(list.len(), 1, "{body}");
     assert_eq!(list[0]["action"], "activate_period");
     assert_eq!(list[0]["entity_id"], "1-2025");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn task_cancel_is_audited() {
+    let db = common::fresh_db().await;
+    let config = common::test_config(&db);
+    let app = TestApp::start(db, config, false).await;
+    let queued = app.enqueue("EST0009", PERIOD, &["G-ELC102-E"]).await;
+    let task_id = queued["main_task_id"].as_str().unwrap().to_owned();
+    let (status, _) = app.delete(&format!("/api/v1/queue/tasks/{task_id}")).await;
+    assert_eq!(status, 204);
+
+    let body = audit(&app, "event_type=ADMIN_ACTION").await;
+    let list = events(&body);
+    assert_eq!(list.len(), 1, "{body}");
+    assert_eq!(list[0]["action"], "cancel_task");
+    assert_eq!(list[0]["entity_type"], "job");
+    assert_eq!(list[0]["entity_id"], task_id.as_str());
+    assert!(list[0]["correlation_id"].is_string(), "{}", list[0]);
     app.stop().await;
 }
 
@@ -259,4 +281,58 @@ async fn audit_rejects_invalid_filters() {
         );
     }
     app.stop().await;
+}
+
+/// The rejections of one group in a time window, as the README's example queries them.
+const REJECTED_FROM_GROUP: &str = "SELECT registro_academico FROM audit_event \
+     WHERE codigo_grupo = 'G-7' AND event_type = 'INSCRIPTION_FAILED' \
+     AND occurred_at >= 1722499200000 AND occurred_at < 1722499500000";
+
+/// 2,000 events of 20 groups, all inside the window, so that the time index alone would
+/// read every row and the group index reads 50.
+const FILL_WINDOW: &str = "WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s \
+     WHERE g < 2000) INSERT INTO audit_event (occurred_at, event_type, entity_type, action, \
+     codigo_grupo) SELECT 1722499200000 + g * 100, CASE WHEN g % 2 = 0 \
+     THEN 'INSCRIPTION_FAILED' ELSE 'INSCRIPTION_CREATED' END, 'inscripcion', 'test', \
+     'G-' || (g % 20) FROM s";
+
+#[tokio::test]
+async fn rejections_by_group_use_index() {
+    use sqlx::{Connection, Row};
+
+    let db = common::fresh_db().await;
+    let plan: String = match &db {
+        common::TestDb::Sqlite { url, .. } => {
+            let mut conn = sqlx::SqliteConnection::connect(url).await.expect("open");
+            for sql in [FILL_WINDOW, "ANALYZE"] {
+                sqlx::query(sql).execute(&mut conn).await.expect(sql);
+            }
+            let sql = format!("EXPLAIN QUERY PLAN {REJECTED_FROM_GROUP}");
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .fetch_all(&mut conn)
+                .await
+                .expect("explain");
+            rows.iter()
+                .map(|r| r.get::<String, _>("detail"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+        common::TestDb::Postgres { url, .. } => {
+            let mut conn = sqlx::PgConnection::connect(url).await.expect("open");
+            for sql in [FILL_WINDOW, "ANALYZE audit_event"] {
+                sqlx::query(sql).execute(&mut conn).await.expect(sql);
+            }
+            let sql = format!("EXPLAIN {REJECTED_FROM_GROUP}");
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .fetch_all(&mut conn)
+                .await
+                .expect("explain");
+            rows.iter()
+                .map(|r| r.get::<String, _>(0))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+    };
+    assert!(plan.contains("audit_event_grupo_type_time"), "{plan}");
+    common::drop_database(&db);
 }

@@ -57,7 +57,7 @@ async fn wait_recovery(app: &TestApp, name: &str, recovery: f64) {
 }
 
 #[tokio::test]
-async fn billing_failures_open_the_breaker_and_later_calls_skip_billing() {
+async fn billing_failures_open_breaker() {
     let billing = Participant::start(Mode::Fail).await;
     let base = billing.base.clone();
     let app = TestApp::spawn_with(move |c| {
@@ -111,7 +111,7 @@ async fn billing_failures_open_the_breaker_and_later_calls_skip_billing() {
 }
 
 #[tokio::test]
-async fn a_burst_after_recovery_lets_exactly_the_configured_probes_through() {
+async fn burst_admits_configured_probes() {
     let notification = Participant::start(Mode::Fail).await;
     let base = notification.base.clone();
     let app = TestApp::spawn_with(move |c| {
@@ -166,7 +166,7 @@ async fn a_burst_after_recovery_lets_exactly_the_configured_probes_through() {
 }
 
 #[tokio::test]
-async fn two_servers_sharing_redis_agree_on_breaker_state() {
+async fn shared_redis_state_agrees() {
     let Some(redis_url) = std::env::var("TEST_REDIS_URL")
         .ok()
         .filter(|u| !u.is_empty())
@@ -206,7 +206,7 @@ async fn two_servers_sharing_redis_agree_on_breaker_state() {
 }
 
 #[tokio::test]
-async fn the_endpoints_report_every_breaker_and_reject_unknown_names() {
+async fn endpoints_report_every_breaker() {
     let app = TestApp::spawn().await;
     let (status, body) = app.get("/api/v1/queue/circuit-breakers").await;
     assert_eq!(status, 200);
@@ -238,4 +238,142 @@ async fn the_endpoints_report_every_breaker_and_reject_unknown_names() {
         database["success_count"].as_u64().unwrap_or(0) >= 1,
         "{database}"
     );
+
+    // The Prometheus page reports each breaker's state and the sagas in flight.
+    let text = app
+        .client
+        .get(app.url("/metrics/prometheus"))
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("body");
+    // Tests in this binary share one recorder, so another test may have opened billing.
+    let billing = "registrar_circuit_breaker_state{breaker=\"billing\"} ";
+    assert!(text.lines().any(|l| l.starts_with(billing)), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("registrar_sagas_in_flight ")),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn operator_endpoints_need_token() {
+    let app = TestApp::spawn_with(|c| c.admin_token = Some("s3cret".into())).await;
+    let calls = [
+        ("POST", "/api/v1/queue/circuit-breakers/billing/reset"),
+        ("DELETE", "/api/v1/queue/idempotency/cache/some-key"),
+        ("POST", "/api/v1/queue/sagas/cleanup"),
+        ("DELETE", "/api/v1/queue/tasks/some-task"),
+    ];
+    for (method, path) in calls {
+        let request = |token: Option<&str>| {
+            let mut builder = app
+                .client
+                .request(method.parse().expect("method"), app.url(path));
+            if let Some(token) = token {
+                builder = builder.bearer_auth(token);
+            }
+            builder
+        };
+        let missing = request(None).send().await.expect("send");
+        assert_eq!(
+            missing.status().as_u16(),
+            401,
+            "{method} {path} without a token"
+        );
+        let wrong = request(Some("guess")).send().await.expect("send");
+        assert_eq!(
+            wrong.status().as_u16(),
+            403,
+            "{method} {path} with a wrong token"
+        );
+        let right = request(Some("s3cret")).send().await.expect("send");
+        assert!(
+            matches!(right.status().as_u16(), 200 | 404),
+            "{method} {path} with the token: {}",
+            right.status()
+        );
+    }
+}
+
+#[tokio::test]
+async fn two_serve_processes_share_breakers() {
+    let Some(redis_url) = std::env::var("TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        eprintln!("skipped: TEST_REDIS_URL is not set");
+        return;
+    };
+    let billing = Participant::start(Mode::Fail).await;
+    let db = fresh_db().await;
+    let prefix = format!("test-{}:", uuid::Uuid::new_v4().simple());
+    let env = [
+        ("REDIS_URL", redis_url.as_str()),
+        ("REDIS_KEY_PREFIX", prefix.as_str()),
+        ("BILLING_URL", billing.base.as_str()),
+        ("SAGA_STEP_ATTEMPTS", "1"),
+        (
+            "CIRCUIT_BREAKERS",
+            "billing:failure_threshold=2,recovery_timeout=600",
+        ),
+        ("WORKER_POLL_INTERVAL_MS", "50"),
+    ];
+    let one = common::process::ServeProcess::spawn(&db, &env);
+    let two = common::process::ServeProcess::spawn(&db, &env);
+    let client = reqwest::Client::new();
+    one.wait_live(&client).await;
+    two.wait_live(&client).await;
+    let get = |base: &str| {
+        let client = client.clone();
+        let url = format!("{base}/api/v1/queue/circuit-breakers");
+        async move {
+            let body: Value = client
+                .get(url)
+                .send()
+                .await
+                .expect("GET")
+                .json()
+                .await
+                .expect("json");
+            body["circuit_breakers"]["billing"].clone()
+        }
+    };
+
+    // An enrollment through the first process fails its charge and its cancellation.
+    let request = json!({ "registro_academico": "RA0001", "codigo_periodo": "2024-2", "grupos": ["G-ELC102-E"] });
+    let response = client
+        .post(format!("{}/api/v1/queue/inscripciones/async", one.base))
+        .json(&request)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status().as_u16(), 202);
+    let deadline = Instant::now() + WAIT;
+    while get(&two.base).await["state"] != "open" {
+        assert!(
+            Instant::now() < deadline,
+            "the second process never saw billing open"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_ne!(
+        get(&one.base).await["instance_id"],
+        get(&two.base).await["instance_id"]
+    );
+
+    let reset = client
+        .post(format!(
+            "{}/api/v1/queue/circuit-breakers/billing/reset",
+            two.base
+        ))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(reset.status().as_u16(), 200);
+    let seen_by_one = get(&one.base).await;
+    assert_eq!(seen_by_one["state"], "closed", "{seen_by_one}");
 }

@@ -56,3 +56,39 @@ fn unknown_database_scheme_is_rejected() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("DATABASE_URL"), "{stderr}");
 }
+
+#[test]
+fn malformed_breaker_overrides_rejected() {
+    let cases = [
+        ("bogus:timeout=1", "no breaker is named"),
+        ("billing:timeout=1e30", "at most 86400"),
+        ("billing:failure_threshold=1.5", "whole number"),
+        ("billing:color=red", "unknown key"),
+        ("billing", "name:key=value"),
+    ];
+    for (value, expected) in cases {
+        let output = registrar()
+            .arg("migrate")
+            .env("CIRCUIT_BREAKERS", value)
+            .env("DATABASE_URL", "sqlite::memory:")
+            .output()
+            .expect("run registrar");
+        assert_eq!(output.status.code(), Some(2), "{value}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("CIRCUIT_BREAKERS"), "{value}: {stderr}");
+        assert!(stderr.contains(expected), "{value}: {stderr}");
+    }
+}
+
+#[test]
+fn billing_url_needs_http() {
+    let output = registrar()
+        .arg("migrate")
+        .env("BILLING_URL", "https://127.0.0.1:9")
+        .env("DATABASE_URL", "sqlite::memory:")
+        .output()
+        .expect("run registrar");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("BILLING_URL"), "{stderr}");
+}

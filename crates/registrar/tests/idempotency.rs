@@ -39,7 +39,7 @@ async fn jobs_with_key(app: &TestApp, key: &str) -> i64 {
 }
 
 #[tokio::test]
-async fn racing_requests_with_one_key_make_one_job_then_replay() {
+async fn racing_key_makes_one_job() {
     let db = fresh_db().await;
     let config = test_config(&db);
     // No workers yet, so the job stays queued while the requests race.
@@ -115,7 +115,7 @@ async fn racing_requests_with_one_key_make_one_job_then_replay() {
 }
 
 #[tokio::test]
-async fn a_key_reused_with_another_body_is_422_and_enrolls_nothing() {
+async fn reused_key_is_rejected() {
     let app = TestApp::spawn().await;
     let headers = [("Idempotency-Key", "reused-key")];
     let (status, _, first) = app
@@ -142,7 +142,7 @@ async fn a_key_reused_with_another_body_is_422_and_enrolls_nothing() {
 }
 
 #[tokio::test]
-async fn body_keys_follow_the_body_and_a_business_error_runs_afresh() {
+async fn business_error_runs_afresh() {
     let app = TestApp::spawn().await;
     // G-ELC108-E has one seat: RA0004 takes it, so RA0005's request is rejected.
     let taken = app.enroll("RA0004", "2024-2", &["G-ELC108-E"]).await;
@@ -187,7 +187,7 @@ async fn body_keys_follow_the_body_and_a_business_error_runs_afresh() {
 }
 
 #[tokio::test]
-async fn a_drop_invalidates_the_students_keys() {
+async fn drop_invalidates_student_keys() {
     let app = TestApp::spawn().await;
     let request = body("RA0006", &["G-ELC102-E"]);
     let headers = [("Idempotency-Key", "drop-then-again")];
@@ -229,7 +229,7 @@ async fn a_drop_invalidates_the_students_keys() {
 }
 
 #[tokio::test]
-async fn synchronous_requests_replay_and_race_to_one_inscription() {
+async fn sync_race_enrolls_once() {
     let app = TestApp::spawn().await;
     let request = body("RA0007", &["G-ELC106-E"]);
     let headers = [("Idempotency-Key", "sync-key")];
@@ -276,7 +276,7 @@ async fn synchronous_requests_replay_and_race_to_one_inscription() {
 }
 
 #[tokio::test]
-async fn malformed_keys_are_422_naming_the_header() {
+async fn malformed_key_names_header() {
     let app = TestApp::spawn().await;
     let long = "k".repeat(256);
     for bad in [long.as_str(), "tab\tinside"] {
@@ -294,7 +294,7 @@ async fn malformed_keys_are_422_naming_the_header() {
 }
 
 #[tokio::test]
-async fn monitoring_counts_records_hits_and_misses_and_operators_invalidate() {
+async fn cache_stats_and_invalidation() {
     let app = TestApp::spawn().await;
     let headers = [("Idempotency-Key", "counted")];
     let request = body("RA0009", &["G-ELC102-E"]);

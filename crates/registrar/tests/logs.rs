@@ -178,3 +178,31 @@ fn invalid_log_level_names_the_variable() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("LOG_LEVEL"), "{stderr}");
 }
+
+#[test]
+fn database_password_is_never_logged() {
+    // Nothing listens on port 1, so the connection fails after the one-second timeout.
+    let output = Command::new(env!("CARGO_BIN_EXE_registrar"))
+        .arg("migrate")
+        .env(
+            "DATABASE_URL",
+            "postgres://registrar:s3cret-pw@127.0.0.1:1/registrar",
+        )
+        .env("DATABASE_ACQUIRE_TIMEOUT", "1")
+        .env("LOG_FORMAT", "json")
+        .env("LOG_LEVEL", "debug")
+        .output()
+        .expect("run registrar migrate");
+    assert!(
+        !output.status.success(),
+        "migrate cannot succeed without a server"
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stdout.contains("s3cret-pw"), "{stdout}");
+    assert!(!stderr.contains("s3cret-pw"), "{stderr}");
+    assert!(
+        stdout.contains("postgres://registrar:***@127.0.0.1:1/registrar"),
+        "{stdout}"
+    );
+}

@@ -35,6 +35,9 @@ fn free_port() -> u16 {
 }
 
 fn registrar(db: &TestDb, args: &[&str]) -> Child {
+    // One prefix per database (its name ends the URL): the processes of this test share
+    // Redis keys with each other and with no other test.
+    let prefix = format!("test-{}:", db.url().rsplit('/').next().unwrap_or("db"));
     let mut command = Command::new(env!("CARGO_BIN_EXE_registrar"));
     command
         .args(args)
@@ -48,7 +51,9 @@ fn registrar(db: &TestDb, args: &[&str]) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     if let Ok(redis) = std::env::var("TEST_REDIS_URL") {
-        command.env("REDIS_URL", redis);
+        command
+            .env("REDIS_URL", redis)
+            .env("REDIS_KEY_PREFIX", prefix);
     }
     command.spawn().expect("start registrar")
 }

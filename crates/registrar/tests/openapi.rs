@@ -148,3 +148,19 @@ async fn docs_served_from_binary() {
     assert_eq!(body["error_code"], "HTTP_404");
     app.stop().await;
 }
+
+#[test]
+fn operation_ids_are_unique() {
+    let doc = serde_json::to_value(document()).expect("document as JSON");
+    let mut seen = BTreeSet::new();
+    for item in doc["paths"].as_object().expect("paths").values() {
+        for method in ["get", "put", "post", "delete", "patch"] {
+            let Some(operation) = item.get(method) else {
+                continue;
+            };
+            let id = operation["operationId"].as_str().expect("operationId");
+            assert!(seen.insert(id.to_owned()), "operationId {id} repeats");
+        }
+    }
+    assert!(seen.len() > 40, "{seen:?}");
+}

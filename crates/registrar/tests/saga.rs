@@ -47,7 +47,7 @@ fn step<'a>(saga: &'a Value, name: &str) -> &'a Value {
 }
 
 #[tokio::test]
-async fn a_saga_with_participants_completes_and_carries_the_ids() {
+async fn saga_completes_carrying_ids() {
     let billing = Participant::start(Mode::Accept).await;
     let notification = Participant::start(Mode::Accept).await;
     let app = app_with(Some(&billing), Some(&notification)).await;
@@ -90,7 +90,7 @@ async fn a_saga_with_participants_completes_and_carries_the_ids() {
 }
 
 #[tokio::test]
-async fn a_declined_fee_withdraws_the_enrollment_and_frees_the_seats() {
+async fn declined_fee_withdraws_enrollment() {
     let billing = Participant::start(Mode::Decline).await;
     billing.set_mode_for("/charges/cancel", Mode::Accept);
     let app = app_with(Some(&billing), None).await;
@@ -128,11 +128,18 @@ async fn a_declined_fee_withdraws_the_enrollment_and_frees_the_seats() {
         cancels[0].idempotency_key.as_deref(),
         Some(format!("{saga_id}:cancel_fee").as_str())
     );
+    // The audit trail counts the withdrawn enrollment as a rejection.
+    let (status, audit) = app
+        .get("/api/v1/audit?event_type=INSCRIPTION_FAILED&error_code=FEE_REJECTED")
+        .await;
+    assert_eq!(status, 200, "{audit}");
+    assert_eq!(audit["events"].as_array().map(Vec::len), Some(1), "{audit}");
+    assert_eq!(audit["events"][0]["registro_academico"], "RA0002");
     assert_invariants(&app.db).await;
 }
 
 #[tokio::test]
-async fn an_unreachable_billing_is_retried_with_one_key_then_compensated() {
+async fn failing_billing_retries_one_key() {
     let billing = Participant::start(Mode::Fail).await;
     billing.set_mode_for("/charges/cancel", Mode::Accept);
     let app = app_with(Some(&billing), None).await;
@@ -158,7 +165,7 @@ async fn an_unreachable_billing_is_retried_with_one_key_then_compensated() {
 }
 
 #[tokio::test]
-async fn a_failing_compensation_leaves_the_saga_failed_for_an_operator() {
+async fn failing_cancel_leaves_saga_failed() {
     let billing = Participant::start(Mode::Decline).await;
     billing.set_mode_for("/charges/cancel", Mode::Fail);
     let app = app_with(Some(&billing), None).await;
@@ -179,7 +186,7 @@ async fn a_failing_compensation_leaves_the_saga_failed_for_an_operator() {
 }
 
 #[tokio::test]
-async fn a_failed_notification_does_not_fail_the_saga() {
+async fn failed_notification_keeps_saga() {
     let notification = Participant::start(Mode::Fail).await;
     let app = app_with(None, Some(&notification)).await;
     let done = app.enroll("RA0005", "2024-2", &["G-ELC102-E"]).await;
@@ -192,7 +199,7 @@ async fn a_failed_notification_does_not_fail_the_saga() {
 }
 
 #[tokio::test]
-async fn without_participants_the_steps_are_skipped_and_rejections_are_logged() {
+async fn unconfigured_steps_are_skipped() {
     let app = app_with(None, None).await;
     let done = app.enroll("RA0006", "2024-2", &["G-ELC102-E"]).await;
     assert_eq!(done["result"]["status"], "SUCCESS");
@@ -216,6 +223,22 @@ async fn without_participants_the_steps_are_skipped_and_rejections_are_logged() 
         "failed"
     );
 
+    // Newest first: the rejection came second.
+    let (_, all) = app.get("/api/v1/queue/sagas").await;
+    let response = app
+        .client
+        .get(app.url("/api/v1/queue/sagas"))
+        .send()
+        .await
+        .expect("GET");
+    let text = response.text().await.expect("body");
+    let first_status = all.as_object().expect("object").values().next().cloned();
+    assert!(
+        text.find("ESTUDIANTE_BLOQUEADO") < text.find("\"completed\""),
+        "{text}"
+    );
+    assert!(first_status.is_some());
+
     let (status, bad) = app.get("/api/v1/queue/sagas?status=lost").await;
     assert_eq!(status, 422, "{bad}");
     let (status, cleaned) = app
@@ -227,7 +250,7 @@ async fn without_participants_the_steps_are_skipped_and_rejections_are_logged() 
 }
 
 #[tokio::test]
-async fn a_declined_fee_on_the_synchronous_path_answers_402_and_enrolls_nothing() {
+async fn sync_declined_fee_is_402() {
     let billing = Participant::start(Mode::Decline).await;
     billing.set_mode_for("/charges/cancel", Mode::Accept);
     let app = app_with(Some(&billing), None).await;
@@ -259,7 +282,7 @@ async fn a_declined_fee_on_the_synchronous_path_answers_402_and_enrolls_nothing(
 }
 
 #[tokio::test]
-async fn a_worker_killed_between_the_enrollment_and_the_fee_is_compensated_after_restart() {
+async fn killed_worker_saga_resumes() {
     let billing = Participant::start(Mode::Hang).await;
     let db = common::fresh_db().await;
     let mut config = common::test_config(&db);
@@ -307,4 +330,126 @@ async fn a_worker_killed_between_the_enrollment_and_the_fee_is_compensated_after
         0
     );
     assert_invariants(&app.db).await;
+}
+
+#[tokio::test]
+async fn bulk_and_add_group_pay_fee() {
+    let billing = Participant::start(Mode::Decline).await;
+    billing.set_mode_for("/charges/cancel", Mode::Accept);
+    let app = app_with(Some(&billing), None).await;
+    let items = json!([
+        { "registro_academico": "RA0009", "codigo_periodo": "2024-2", "grupos": ["G-ELC102-E"] },
+        { "registro_academico": "RA0010", "codigo_periodo": "2024-2", "grupos": ["G-ELC106-E"] },
+    ]);
+    let (status, queued) = app
+        .post("/api/v1/queue/inscripciones/bulk-async", &items)
+        .await;
+    assert_eq!(status, 202, "{queued}");
+    let done = app
+        .wait_terminal(&[queued["task_id"].as_str().expect("id").to_owned()], WAIT)
+        .await;
+    let result = &done[0]["result"];
+    assert_eq!(result["failed"], 2, "{result}");
+    assert_eq!(
+        result["results"][0]["error_code"], "FEE_REJECTED",
+        "{result}"
+    );
+    assert_eq!(app.seats("G-ELC102-E").await, 0);
+    assert_eq!(app.seats("G-ELC106-E").await, 0);
+    assert_eq!(billing.received_on("/charges").len(), 2);
+
+    // An added group is assessed on its own; a declined fee leaves the inscription as it was.
+    billing.set_mode(Mode::Accept);
+    let (status, created) = app
+        .post(
+            "/api/v1/inscripciones/sync",
+            &json!({ "registro_academico": "RA0009", "codigo_periodo": "2024-2", "grupos": ["G-ELC102-E"] }),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let codigo = created["codigo_inscripcion"].as_str().expect("codigo");
+    billing.set_mode(Mode::Decline);
+    billing.set_mode_for("/charges/cancel", Mode::Accept);
+    let (status, added) = app
+        .post(
+            &format!("/api/v1/inscripciones/{codigo}/grupos/G-ELC106-E"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 402, "{added}");
+    assert_eq!(added["error_code"], "FEE_REJECTED");
+    assert_eq!(app.seats("G-ELC106-E").await, 0);
+    assert_eq!(app.seats("G-ELC102-E").await, 1, "the earlier group stays");
+    assert_invariants(&app.db).await;
+}
+
+#[tokio::test]
+async fn sync_answers_while_billing_down() {
+    let billing = Participant::start(Mode::Fail).await;
+    let base = billing.base.clone();
+    // Billing's breaker opens at the third failure, so the cancellation must wait for it.
+    let app = TestApp::spawn_with(move |c| {
+        c.billing_url = Some(base);
+        c.saga_step_attempts = 3;
+        c.circuit_breakers = "billing:failure_threshold=3,recovery_timeout=600".into();
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let (status, body) = app
+        .post(
+            "/api/v1/inscripciones/sync",
+            &json!({ "registro_academico": "EST0011", "codigo_periodo": "2024-2", "grupos": ["G-ELC110-E"] }),
+        )
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error_code"], "FEE_ASSESSMENT_FAILED");
+    assert_eq!(body["details"]["saga_status"], "compensating");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    let list = sagas(&app).await;
+    assert_eq!(list[0]["status"], "compensating");
+}
+
+#[tokio::test]
+async fn sync_saga_outlives_request_timeout() {
+    let billing = Participant::start(Mode::Hang).await;
+    let base = billing.base.clone();
+    let app = TestApp::spawn_with(move |c| {
+        c.billing_url = Some(base);
+        c.request_timeout_seconds = 1;
+        c.circuit_breakers = "billing:failure_threshold=100,timeout=2".into();
+    })
+    .await;
+    let body = json!({ "registro_academico": "EST0012", "codigo_periodo": "2024-2", "grupos": ["G-ELC106-E"] });
+    let headers = [("Idempotency-Key", "sync-after-timeout")];
+    let (status, _, text) = app
+        .post_with("/api/v1/inscripciones/sync", &headers, &body)
+        .await;
+    assert_eq!(status, 408, "{text}");
+    // The saga goes on without the client: the hanging charge times out, the next is accepted.
+    billing.set_mode(Mode::Accept);
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (status, replayed, text) = app
+            .post_with("/api/v1/inscripciones/sync", &headers, &body)
+            .await;
+        if status == 201 {
+            assert!(replayed.contains_key("idempotent-replayed"), "{text}");
+            break;
+        }
+        assert_eq!(status, 409, "{text}");
+        assert!(text.contains("IDEMPOTENCY_IN_FLIGHT"), "{text}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the saga never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(app.seats("G-ELC106-E").await, 1);
+    let charges = billing.received_on("/charges");
+    assert_eq!(charges.len(), 2);
+    assert_eq!(charges[0].idempotency_key, charges[1].idempotency_key);
 }

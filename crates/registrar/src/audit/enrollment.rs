@@ -27,6 +27,15 @@ pub fn requested(action: &str, request: &EnrollmentRequest, task_id: Option<&str
     }
 }
 
+/// `INSCRIPTION_REQUESTED` for a queued bulk job, one event for all its items, so that a
+/// large bulk request does not wait for one write per item. The worker records each item's
+/// outcome with the same correlation id.
+pub fn bulk_requested(task_id: &str, items: usize) -> AuditEvent {
+    AuditEvent::new(AuditEventType::InscriptionRequested, "job", "enqueue_bulk")
+        .entity_id(task_id)
+        .data(json!({ "task_id": task_id, "items": items }))
+}
+
 /// `INSCRIPTION_CREATED` for a committed enrollment, listing the groups it added and those
 /// the inscription already held.
 pub fn created(

@@ -15,6 +15,8 @@ pub enum AuditEventType {
     SagaStarted,
     SagaCompleted,
     SagaCompensated,
+    /// A saga whose compensation kept failing; it waits for an operator.
+    SagaFailed,
     CircuitBreakerStateChanged,
     CircuitBreakerReset,
     IdempotencyInvalidated,
@@ -23,7 +25,7 @@ pub enum AuditEventType {
 }
 
 impl AuditEventType {
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 14] = [
         Self::InscriptionRequested,
         Self::InscriptionCreated,
         Self::InscriptionFailed,
@@ -33,6 +35,7 @@ impl AuditEventType {
         Self::SagaStarted,
         Self::SagaCompleted,
         Self::SagaCompensated,
+        Self::SagaFailed,
         Self::CircuitBreakerStateChanged,
         Self::CircuitBreakerReset,
         Self::IdempotencyInvalidated,
@@ -50,6 +53,7 @@ impl AuditEventType {
             Self::SagaStarted => "SAGA_STARTED",
             Self::SagaCompleted => "SAGA_COMPLETED",
             Self::SagaCompensated => "SAGA_COMPENSATED",
+            Self::SagaFailed => "SAGA_FAILED",
             Self::CircuitBreakerStateChanged => "CIRCUIT_BREAKER_STATE_CHANGED",
             Self::CircuitBreakerReset => "CIRCUIT_BREAKER_RESET",
             Self::IdempotencyInvalidated => "IDEMPOTENCY_INVALIDATED",

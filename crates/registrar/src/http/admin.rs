@@ -21,7 +21,13 @@ pub fn require_admin(
             let presented = headers
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "));
+                .and_then(|v| {
+                    // The scheme name is case-insensitive.
+                    let (scheme, token) = v.split_once(' ')?;
+                    scheme
+                        .eq_ignore_ascii_case("bearer")
+                        .then_some(token.trim())
+                });
             match presented {
                 Some(p) if constant_time_eq(p.as_bytes(), token.as_bytes()) => Ok(()),
                 Some(_) => Err(ApiError::new(

@@ -9,6 +9,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::AppState;
 use super::error::ApiError;
+use super::schemas;
 use crate::audit::{AuditEventType, AuditFilter, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use crate::domain::error::FieldError;
 
@@ -137,8 +138,21 @@ pub fn parse_filter(params: &HashMap<String, String>) -> Result<AuditFilter, Vec
     get,
     path = "/api/v1/audit",
     tag = "audit",
-    params(("from" = Option<String>, Query, description = "Events at or after this RFC 3339 time"), ("to" = Option<String>, Query, description = "Events before this RFC 3339 time"), ("registro_academico" = Option<String>, Query, description = "Student id"), ("event_type" = Option<String>, Query, description = "INSCRIPTION_FAILED, ADMIN_ACTION, …"), ("correlation_id" = Option<String>, Query, description = "Correlation id"), ("codigo_grupo" = Option<String>, Query, description = "Group code"), ("error_code" = Option<String>, Query, description = "Error code, such as GRUPO_SIN_CUPO"), ("limit" = Option<i64>, Query, description = "Page size, 1 to 1000; default 100"), ("cursor" = Option<String>, Query, description = "The next_cursor of the previous page")),
-    responses((status = 200, description = "Matching events, newest first", body = crate::http::schemas::AuditPage), (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = crate::http::schemas::ErrorEnvelope))
+    params(
+        ("from" = Option<String>, Query, description = "Events at or after this RFC 3339 time"),
+        ("to" = Option<String>, Query, description = "Events before this RFC 3339 time"),
+        ("registro_academico" = Option<String>, Query, description = "Student id"),
+        ("event_type" = Option<String>, Query, description = "INSCRIPTION_FAILED, ADMIN_ACTION, …"),
+        ("correlation_id" = Option<String>, Query, description = "Correlation id"),
+        ("codigo_grupo" = Option<String>, Query, description = "Group code"),
+        ("error_code" = Option<String>, Query, description = "Error code, such as GRUPO_SIN_CUPO"),
+        ("limit" = Option<i64>, Query, description = "Page size, 1 to 1000; default 100"),
+        ("cursor" = Option<String>, Query, description = "The next_cursor of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "Matching events, newest first", body = schemas::AuditPage),
+        (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = schemas::ErrorEnvelope),
+    )
 )]
 pub async fn list(
     State(state): State<AppState>,

@@ -12,8 +12,8 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::ApiError;
 use super::{
-    audit, health, historial, inscripciones, metrics, monitoring, periodos, queue, resilience,
-    schemas, system,
+    audit, dashboard, health, historial, inscripciones, metrics, monitoring, periodos, queue,
+    resilience, schemas, system,
 };
 
 #[derive(OpenApi)]
@@ -35,6 +35,7 @@ use super::{
         openapi_json,
         docs_index,
         docs_file,
+        dashboard::page,
         inscripciones::create_async,
         inscripciones::create_sync,
         inscripciones::statistics,
@@ -110,15 +111,23 @@ impl Modify for ErrorResponses {
             .description("An error, in the error envelope")
             .content("application/json", content)
             .build();
-        for item in openapi.paths.paths.values_mut() {
+        for (path, item) in openapi.paths.paths.iter_mut() {
             let operations = [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
+                ("get", &mut item.get),
+                ("put", &mut item.put),
+                ("post", &mut item.post),
+                ("delete", &mut item.delete),
+                ("patch", &mut item.patch),
             ];
-            for operation in operations.into_iter().flatten() {
+            for (method, operation) in operations {
+                let Some(operation) = operation else { continue };
+                // Handler names repeat across routers (`list`, `get_one`), so the operation
+                // id is built from the method and path, which are unique.
+                let id: String = format!("{method}{path}")
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                    .collect();
+                operation.operation_id = Some(id.trim_end_matches('_').to_owned());
                 operation
                     .responses
                     .responses
@@ -152,7 +161,13 @@ pub async fn docs_index() -> Redirect {
 fn swagger_config() -> Arc<utoipa_swagger_ui::Config<'static>> {
     static CONFIG: OnceLock<Arc<utoipa_swagger_ui::Config<'static>>> = OnceLock::new();
     CONFIG
-        .get_or_init(|| Arc::new(utoipa_swagger_ui::Config::from("/openapi.json")))
+        .get_or_init(|| {
+            Arc::new(
+                // "none" turns off the validator badge, which would send the document's URL
+                // to an outside service.
+                utoipa_swagger_ui::Config::from("/openapi.json").validator_url("none"),
+            )
+        })
         .clone()
 }
 

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
+use super::schemas;
 use crate::clock;
 use crate::domain::error::ErrorCode;
 use crate::store::QueueDepth;
@@ -171,7 +172,10 @@ pub fn oldest_age_seconds(depth: &QueueDepth) -> f64 {
     get,
     path = "/health",
     tag = "system",
-    responses((status = 200, description = "Healthy or degraded, with each component", body = crate::http::schemas::Health), (status = 503, description = "A required component is down; details has components and checks", body = crate::http::schemas::ErrorEnvelope))
+    responses(
+        (status = 200, description = "Healthy or degraded, with each component", body = schemas::Health),
+        (status = 503, description = "A required component is down; details has components and checks", body = schemas::ErrorEnvelope),
+    )
 )]
 pub async fn health(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let (database, redis, queue) = tokio::join!(
@@ -238,7 +242,9 @@ pub async fn health(State(state): State<AppState>) -> Result<impl IntoResponse, 
     get,
     path = "/health/live",
     tag = "system",
-    responses((status = 200, description = "The process serves HTTP", body = crate::http::schemas::Probe))
+    responses(
+        (status = 200, description = "The process serves HTTP", body = schemas::Probe),
+    )
 )]
 pub async fn live() -> axum::Json<Value> {
     axum::Json(json!({ "status": "alive", "timestamp": clock::now_rfc3339() }))
@@ -249,7 +255,10 @@ pub async fn live() -> axum::Json<Value> {
     get,
     path = "/health/ready",
     tag = "system",
-    responses((status = 200, description = "Ready for traffic", body = crate::http::schemas::Probe), (status = 503, description = "The database or this process's worker pool is down", body = crate::http::schemas::ErrorEnvelope))
+    responses(
+        (status = 200, description = "Ready for traffic", body = schemas::Probe),
+        (status = 503, description = "The database or this process's worker pool is down", body = schemas::ErrorEnvelope),
+    )
 )]
 pub async fn ready(State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
     let database = check_database(&state).await;

@@ -18,6 +18,7 @@ use super::error::ApiError;
 use super::extract::JsonBody;
 use super::inscripciones::{estudiante_json, periodo_json};
 use super::periodos::optional_text;
+use super::schemas;
 use crate::clock;
 use crate::domain::error::{DomainError, FieldError};
 use crate::domain::historial::{
@@ -206,8 +207,13 @@ fn parse_update(body: &Map<String, Value>) -> Result<HistorialUpdate, ApiError> 
     post,
     path = "/api/v1/historial",
     tag = "historial",
-    request_body = crate::http::schemas::HistorialBody,
-    responses((status = 201, description = "Created, dated today (UTC)", body = crate::http::schemas::HistorialRecord), (status = 404, description = "Student, materia or period not found", body = crate::http::schemas::ErrorEnvelope), (status = 409, description = "HISTORIAL_DUPLICADO", body = crate::http::schemas::ErrorEnvelope), (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = crate::http::schemas::ErrorEnvelope))
+    request_body = schemas::HistorialBody,
+    responses(
+        (status = 201, description = "Created, dated today (UTC)", body = schemas::HistorialRecord),
+        (status = 404, description = "Student, materia or period not found", body = schemas::ErrorEnvelope),
+        (status = 409, description = "HISTORIAL_DUPLICADO", body = schemas::ErrorEnvelope),
+        (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = schemas::ErrorEnvelope),
+    )
 )]
 pub async fn create(
     State(state): State<AppState>,
@@ -231,7 +237,11 @@ pub async fn create(
     path = "/api/v1/historial/{id_historial}",
     tag = "historial",
     params(("id_historial" = String, Path, description = "Academic record row id (an integer)")),
-    responses((status = 200, description = "The row, expanded", body = crate::http::schemas::HistorialDetail), (status = 404, description = "Row not found", body = crate::http::schemas::ErrorEnvelope), (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = crate::http::schemas::ErrorEnvelope))
+    responses(
+        (status = 200, description = "The row, expanded", body = schemas::HistorialDetail),
+        (status = 404, description = "Row not found", body = schemas::ErrorEnvelope),
+        (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = schemas::ErrorEnvelope),
+    )
 )]
 pub async fn get_one(
     State(state): State<AppState>,
@@ -281,8 +291,15 @@ fn query_param<'a>(params: &'a HashMap<String, String>, name: &str) -> Option<&'
     get,
     path = "/api/v1/historial/estudiante/{registro_academico}",
     tag = "historial",
-    params(("registro_academico" = String, Path, description = "Student id"), ("codigo_periodo" = Option<String>, Query, description = "Only this period"), ("estado" = Option<String>, Query, description = "Only APROBADA, REPROBADA or RETIRADA")),
-    responses((status = 200, description = "The student's rows, newest first", body = Vec<crate::http::schemas::HistorialRecord>), (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = crate::http::schemas::ErrorEnvelope))
+    params(
+        ("registro_academico" = String, Path, description = "Student id"),
+        ("codigo_periodo" = Option<String>, Query, description = "Only this period"),
+        ("estado" = Option<String>, Query, description = "Only APROBADA, REPROBADA or RETIRADA"),
+    ),
+    responses(
+        (status = 200, description = "The student's rows, newest first", body = Vec<schemas::HistorialRecord>),
+        (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = schemas::ErrorEnvelope),
+    )
 )]
 pub async fn by_student(
     State(state): State<AppState>,
@@ -300,8 +317,14 @@ pub async fn by_student(
     get,
     path = "/api/v1/historial/estudiante/{registro_academico}/estado/{estado}",
     tag = "historial",
-    params(("registro_academico" = String, Path, description = "Student id"), ("estado" = String, Path, description = "APROBADA, REPROBADA or RETIRADA")),
-    responses((status = 200, description = "The student's rows in that state", body = Vec<crate::http::schemas::HistorialRecord>), (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = crate::http::schemas::ErrorEnvelope))
+    params(
+        ("registro_academico" = String, Path, description = "Student id"),
+        ("estado" = String, Path, description = "APROBADA, REPROBADA or RETIRADA"),
+    ),
+    responses(
+        (status = 200, description = "The student's rows in that state", body = Vec<schemas::HistorialRecord>),
+        (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = schemas::ErrorEnvelope),
+    )
 )]
 pub async fn by_estado(
     State(state): State<AppState>,
@@ -316,7 +339,9 @@ pub async fn by_estado(
     path = "/api/v1/historial/estudiante/{registro_academico}/por-periodo",
     tag = "historial",
     params(("registro_academico" = String, Path, description = "Student id")),
-    responses((status = 200, description = "The student's rows grouped by period", body = Vec<crate::http::schemas::HistorialPorPeriodo>))
+    responses(
+        (status = 200, description = "The student's rows grouped by period", body = Vec<schemas::HistorialPorPeriodo>),
+    )
 )]
 pub async fn por_periodo(
     State(state): State<AppState>,
@@ -342,7 +367,9 @@ pub async fn por_periodo(
     path = "/api/v1/historial/estudiante/{registro_academico}/resumen",
     tag = "historial",
     params(("registro_academico" = String, Path, description = "Student id")),
-    responses((status = 200, description = "The student's totals and average", body = crate::http::schemas::HistorialResumen))
+    responses(
+        (status = 200, description = "The student's totals and average", body = schemas::HistorialResumen),
+    )
 )]
 pub async fn resumen_estudiante(
     State(state): State<AppState>,
@@ -366,9 +393,13 @@ pub async fn resumen_estudiante(
     put,
     path = "/api/v1/historial/{id_historial}",
     tag = "historial",
-    request_body = crate::http::schemas::HistorialBody,
+    request_body = schemas::HistorialBody,
     params(("id_historial" = String, Path, description = "Academic record row id (an integer)")),
-    responses((status = 200, description = "The updated row", body = crate::http::schemas::HistorialRecord), (status = 404, description = "Row not found", body = crate::http::schemas::ErrorEnvelope), (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = crate::http::schemas::ErrorEnvelope))
+    responses(
+        (status = 200, description = "The updated row", body = schemas::HistorialRecord),
+        (status = 404, description = "Row not found", body = schemas::ErrorEnvelope),
+        (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = schemas::ErrorEnvelope),
+    )
 )]
 pub async fn update(
     State(state): State<AppState>,
@@ -387,7 +418,11 @@ pub async fn update(
     path = "/api/v1/historial/{id_historial}",
     tag = "historial",
     params(("id_historial" = String, Path, description = "Academic record row id (an integer)")),
-    responses((status = 204, description = "Deleted"), (status = 404, description = "Row not found", body = crate::http::schemas::ErrorEnvelope), (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = crate::http::schemas::ErrorEnvelope))
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "Row not found", body = schemas::ErrorEnvelope),
+        (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = schemas::ErrorEnvelope),
+    )
 )]
 pub async fn delete_one(
     State(state): State<AppState>,
@@ -405,8 +440,14 @@ pub async fn delete_one(
     get,
     path = "/api/v1/historial/reportes/estudiantes-por-materia/{sigla_materia}",
     tag = "historial",
-    params(("sigla_materia" = String, Path, description = "Materia code"), ("codigo_periodo" = Option<String>, Query, description = "Only this period")),
-    responses((status = 200, description = "The materia's students and totals", body = crate::http::schemas::ReporteMateria), (status = 404, description = "Materia or period not found", body = crate::http::schemas::ErrorEnvelope))
+    params(
+        ("sigla_materia" = String, Path, description = "Materia code"),
+        ("codigo_periodo" = Option<String>, Query, description = "Only this period"),
+    ),
+    responses(
+        (status = 200, description = "The materia's students and totals", body = schemas::ReporteMateria),
+        (status = 404, description = "Materia or period not found", body = schemas::ErrorEnvelope),
+    )
 )]
 pub async fn report_materia(
     State(state): State<AppState>,
@@ -465,7 +506,10 @@ pub async fn report_materia(
     path = "/api/v1/historial/reportes/rendimiento-periodo/{codigo_periodo}",
     tag = "historial",
     params(("codigo_periodo" = String, Path, description = "Period code")),
-    responses((status = 200, description = "The period's totals, overall and per materia", body = crate::http::schemas::ReportePeriodo), (status = 404, description = "Period not found", body = crate::http::schemas::ErrorEnvelope))
+    responses(
+        (status = 200, description = "The period's totals, overall and per materia", body = schemas::ReportePeriodo),
+        (status = 404, description = "Period not found", body = schemas::ErrorEnvelope),
+    )
 )]
 pub async fn report_periodo(
     State(state): State<AppState>,

@@ -35,9 +35,10 @@ pub fn header_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 }
 
 /// How long a synchronous request's pending record blocks its key before it counts as
-/// abandoned by a process that died.
+/// abandoned by a process that died. A synchronous saga may outlive its request (it goes on
+/// after a timeout), so the bound is the request timeout twice plus ten minutes.
 pub fn pending_timeout_ms(state: &AppState) -> i64 {
-    state.config.request_timeout_seconds as i64 * 2 * 1000
+    (state.config.request_timeout_seconds as i64 * 2 + 600) * 1000
 }
 
 /// Builds the record of a request whose response is `body`.
@@ -141,8 +142,14 @@ pub async fn cached_replay(state: &AppState, key: &RequestKey) -> Option<Respons
 /// Remembers a replayed success in Redis, so the next replay skips the database.
 pub async fn remember(state: &AppState, key: &RequestKey, claim: &Claim) {
     if let (Some(redis), Claim::Replay(stored)) = (&state.redis, claim) {
-        let expires_at = clock::now_ms() + state.config.idempotency_ttl_seconds as i64 * 1000;
-        idempotency::cache_put(redis, &key.key, stored, expires_at).await;
+        let put = idempotency::cache_put(redis, &key.key, stored, stored.expires_at_ms);
+        let written = match state.saga.breakers().get("redis") {
+            Some(breaker) => breaker.call(put).await.map_err(|e| e.to_string()),
+            None => put.await.map_err(|e| e.to_string()),
+        };
+        if let Err(e) = written {
+            tracing::warn!(error = %e, idempotency_key = %key.key, "caching the replay failed; the database answers the next one");
+        }
     }
 }
 

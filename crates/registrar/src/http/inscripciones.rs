@@ -8,6 +8,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use time::Date;
+use tracing::Instrument;
 
 use super::error::ApiError;
 use super::extract::JsonBody;
@@ -17,6 +18,7 @@ use super::idempotent::{
 };
 use super::queue::enqueue_inscription;
 use super::resilience::breaker_open;
+use super::schemas;
 use super::{AppState, RequestContext};
 use crate::audit::{self, AuditEvent, AuditEventType, enrollment};
 use crate::clock;
@@ -26,7 +28,7 @@ use crate::domain::model::{Estudiante, Periodo};
 use crate::domain::validation::{InscripcionCreate, validate_enrollment};
 use crate::domain::views::{DetalleSimple, InscripcionFull};
 use crate::idempotency::{self, Claim, Endpoint};
-use crate::saga::model::SagaStatus;
+use crate::saga::model::{Saga, SagaStatus};
 use crate::saga::runner::{SagaIds, job_result, saga_event};
 
 pub fn estudiante_json(e: &Estudiante) -> Value {
@@ -80,7 +82,10 @@ async fn load_full(state: &AppState, codigo: &str) -> Result<InscripcionFull, Ap
     path = "/api/v1/inscripciones",
     tag = "inscripciones",
     request_body = crate::domain::validation::InscripcionCreate,
-    responses((status = 202, description = "Queued", body = crate::http::schemas::AsyncCreated), (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = crate::http::schemas::ErrorEnvelope))
+    responses(
+        (status = 202, description = "Queued", body = schemas::AsyncCreated),
+        (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = schemas::ErrorEnvelope),
+    )
 )]
 pub async fn create_async(
     State(state): State<AppState>,
@@ -95,7 +100,7 @@ pub async fn create_async(
         &state,
         &ctx,
         &headers,
-        Endpoint::Async,
+        Endpoint::Create,
         &request,
         Vec::new(),
         |task_id| {
@@ -120,7 +125,13 @@ pub async fn create_async(
     path = "/api/v1/inscripciones/sync",
     tag = "inscripciones",
     request_body = crate::domain::validation::InscripcionCreate,
-    responses((status = 201, description = "Enrolled in every group", body = crate::http::schemas::Inscripcion), (status = 403, description = "Student blocked, inactive or suspended", body = crate::http::schemas::ErrorEnvelope), (status = 404, description = "Student, period or group not found", body = crate::http::schemas::ErrorEnvelope), (status = 409, description = "Rejected by an enrollment rule: GRUPO_SIN_CUPO, CONFLICTO_HORARIO, INSCRIPCION_DUPLICADA, …", body = crate::http::schemas::ErrorEnvelope), (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = crate::http::schemas::ErrorEnvelope))
+    responses(
+        (status = 201, description = "Enrolled in every group", body = schemas::Inscripcion),
+        (status = 403, description = "Student blocked, inactive or suspended", body = schemas::ErrorEnvelope),
+        (status = 404, description = "Student, period or group not found", body = schemas::ErrorEnvelope),
+        (status = 409, description = "Rejected by an enrollment rule: GRUPO_SIN_CUPO, CONFLICTO_HORARIO, INSCRIPCION_DUPLICADA, …", body = schemas::ErrorEnvelope),
+        (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = schemas::ErrorEnvelope),
+    )
 )]
 pub async fn create_sync(
     State(state): State<AppState>,
@@ -140,6 +151,16 @@ pub async fn create_sync(
         && let Some(billing) = state.saga.breakers().get("billing")
         && let Err(rejected) = billing.try_acquire().await
     {
+        let event = AuditEvent::new(
+            AuditEventType::InscriptionFailed,
+            "inscripcion",
+            "create_sync",
+        )
+        .student(&request.registro_academico)
+        .periodo(&request.codigo_periodo)
+        .error_code(ErrorCode::CircuitBreakerOpen.as_str())
+        .data(json!({ "grupos": request.grupos, "circuit_breaker": rejected.breaker }));
+        audit::record(state.store.as_ref(), event).await;
         return Err(breaker_open(&rejected));
     }
     let owner = (
@@ -167,25 +188,63 @@ pub async fn create_sync(
         return Ok(answer(claim, &key));
     }
     state.idempotency.miss();
-    match enroll_with_saga(&state, &ctx, &request).await {
-        Ok(body) => {
-            let text = body.to_string();
-            if let Err(e) = state
-                .store
-                .complete_idempotency(&key.key, StatusCode::CREATED.as_u16(), &text)
-                .await
-            {
-                tracing::warn!(error = %e, "recording the response for replays failed; a repeat runs afresh after the pending timeout");
+    // The enrollment and its saga run in their own task: a client that disconnects, or a
+    // request that hits its timeout, must not stop a saga half way, and the task still
+    // records the outcome for the key, so a retry gets the answer.
+    let ids = crate::telemetry::context::current();
+    let work = async move {
+        let outcome = enroll_with_saga(&state, &ctx, &request).await;
+        match &outcome {
+            Ok(body) => {
+                let text = body.to_string();
+                if let Err(e) = state
+                    .store
+                    .complete_idempotency(&key.key, StatusCode::CREATED.as_u16(), &text)
+                    .await
+                {
+                    tracing::warn!(error = %e, "recording the response for replays failed; a repeat runs afresh after the pending timeout");
+                }
             }
-            Ok(raw_json(StatusCode::CREATED, text))
-        }
-        Err(error) => {
-            if let Err(e) = state.store.release_idempotency(&key.key).await {
-                tracing::warn!(error = %e, "releasing the idempotency key failed; it frees itself after the pending timeout");
+            Err(_) => {
+                if let Err(e) = state.store.release_idempotency(&key.key).await {
+                    tracing::warn!(error = %e, "releasing the idempotency key failed; it frees itself after the pending timeout");
+                }
             }
-            Err(error)
         }
+        outcome.map(|body| raw_json(StatusCode::CREATED, body.to_string()))
     }
+    .instrument(tracing::Span::current());
+    let task = match ids {
+        Some(ids) => tokio::spawn(crate::telemetry::context::scope(ids, work)),
+        None => tokio::spawn(work),
+    };
+    task.await.map_err(|e| {
+        tracing::error!(error = %e, "the enrollment task panicked");
+        ApiError::internal()
+    })?
+}
+
+/// The error a request answers when its saga did not complete.
+fn saga_error(saga: &Saga) -> ApiError {
+    if saga.status == SagaStatus::Compensating {
+        // Billing cannot be reached to cancel the fee yet; the workers finish the
+        // compensation, which withdraws the enrollment.
+        return ApiError::new(
+            ErrorCode::FeeAssessmentFailed,
+            "El servicio de cobro no respondió; la inscripción será retirada en cuanto se anule el cobro",
+            json!({ "saga_id": saga.saga_id, "saga_status": "compensating", "reason": saga.error }),
+        );
+    }
+    let result = job_result(saga);
+    let code = result["error_code"]
+        .as_str()
+        .and_then(ErrorCode::parse)
+        .unwrap_or(ErrorCode::SagaCompensationFailed);
+    ApiError::new(
+        code,
+        result["error"].as_str().unwrap_or_default(),
+        result["details"].clone(),
+    )
 }
 
 /// Runs the synchronous enrollment and its saga; returns the created inscription.
@@ -238,16 +297,7 @@ async fn enroll_with_saga(
             .run_to_end(&mut saga, std::time::Duration::from_secs(5))
             .await?;
         if status != SagaStatus::Completed {
-            let result = job_result(&saga);
-            let code = result["error_code"]
-                .as_str()
-                .and_then(ErrorCode::parse)
-                .unwrap_or(ErrorCode::SagaCompensationFailed);
-            return Err(ApiError::new(
-                code,
-                result["error"].as_str().unwrap_or_default(),
-                result["details"].clone(),
-            ));
+            return Err(saga_error(&saga));
         }
     }
     let reread = state.store.inscripcion(codigo).await;
@@ -281,7 +331,10 @@ async fn enroll_with_saga(
     path = "/api/v1/inscripciones/{codigo_inscripcion}",
     tag = "inscripciones",
     params(("codigo_inscripcion" = String, Path, description = "Inscription code")),
-    responses((status = 200, description = "The inscription", body = crate::http::schemas::Inscripcion), (status = 404, description = "Inscription not found", body = crate::http::schemas::ErrorEnvelope))
+    responses(
+        (status = 200, description = "The inscription", body = schemas::Inscripcion),
+        (status = 404, description = "Inscription not found", body = schemas::ErrorEnvelope),
+    )
 )]
 pub async fn get_one(
     State(state): State<AppState>,
@@ -296,7 +349,9 @@ pub async fn get_one(
     path = "/api/v1/inscripciones/estudiante/{registro_academico}",
     tag = "inscripciones",
     params(("registro_academico" = String, Path, description = "Student id")),
-    responses((status = 200, description = "The student's inscriptions, newest first", body = crate::http::schemas::InscripcionList))
+    responses(
+        (status = 200, description = "The student's inscriptions, newest first", body = schemas::InscripcionList),
+    )
 )]
 pub async fn by_student(
     State(state): State<AppState>,
@@ -327,7 +382,9 @@ pub async fn by_student(
     path = "/api/v1/inscripciones/periodo/{codigo_periodo}",
     tag = "inscripciones",
     params(("codigo_periodo" = String, Path, description = "Period code")),
-    responses((status = 200, description = "The period's inscriptions", body = crate::http::schemas::InscripcionList))
+    responses(
+        (status = 200, description = "The period's inscriptions", body = schemas::InscripcionList),
+    )
 )]
 pub async fn by_period(
     State(state): State<AppState>,
@@ -358,9 +415,13 @@ pub struct InscripcionUpdate {
     put,
     path = "/api/v1/inscripciones/{codigo_inscripcion}",
     tag = "inscripciones",
-    request_body = crate::http::schemas::InscripcionUpdateBody,
+    request_body = schemas::InscripcionUpdateBody,
     params(("codigo_inscripcion" = String, Path, description = "Inscription code")),
-    responses((status = 200, description = "The updated inscription", body = crate::http::schemas::Inscripcion), (status = 404, description = "Inscription not found", body = crate::http::schemas::ErrorEnvelope), (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = crate::http::schemas::ErrorEnvelope))
+    responses(
+        (status = 200, description = "The updated inscription", body = schemas::Inscripcion),
+        (status = 404, description = "Inscription not found", body = schemas::ErrorEnvelope),
+        (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = schemas::ErrorEnvelope),
+    )
 )]
 pub async fn update(
     State(state): State<AppState>,
@@ -396,7 +457,10 @@ pub fn parse_date_field(field: &str, text: &str) -> Result<Date, ApiError> {
     path = "/api/v1/inscripciones/{codigo_inscripcion}",
     tag = "inscripciones",
     params(("codigo_inscripcion" = String, Path, description = "Inscription code")),
-    responses((status = 204, description = "Deleted; its seats are free"), (status = 404, description = "Inscription not found", body = crate::http::schemas::ErrorEnvelope))
+    responses(
+        (status = 204, description = "Deleted; its seats are free"),
+        (status = 404, description = "Inscription not found", body = schemas::ErrorEnvelope),
+    )
 )]
 pub async fn delete_one(
     State(state): State<AppState>,
@@ -427,17 +491,42 @@ pub async fn delete_one(
     post,
     path = "/api/v1/inscripciones/{codigo_inscripcion}/grupos/{codigo_grupo}",
     tag = "inscripciones",
-    params(("codigo_inscripcion" = String, Path, description = "Inscription code"), ("codigo_grupo" = String, Path, description = "Group code")),
-    responses((status = 200, description = "Group added", body = crate::http::schemas::GroupAdded), (status = 404, description = "Inscription or group not found", body = crate::http::schemas::ErrorEnvelope), (status = 409, description = "Rejected by an enrollment rule: GRUPO_SIN_CUPO, CONFLICTO_HORARIO, INSCRIPCION_DUPLICADA, …", body = crate::http::schemas::ErrorEnvelope))
+    params(
+        ("codigo_inscripcion" = String, Path, description = "Inscription code"),
+        ("codigo_grupo" = String, Path, description = "Group code"),
+    ),
+    responses(
+        (status = 200, description = "Group added", body = schemas::GroupAdded),
+        (status = 404, description = "Inscription or group not found", body = schemas::ErrorEnvelope),
+        (status = 409, description = "Rejected by an enrollment rule: GRUPO_SIN_CUPO, CONFLICTO_HORARIO, INSCRIPCION_DUPLICADA, …", body = schemas::ErrorEnvelope),
+    )
 )]
 pub async fn add_group(
     State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
     Path((codigo, grupo)): Path<(String, String)>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let rules = state.config.enrollment_rules();
     let store = state.store.as_ref();
+    // The added group is a request of its own: its saga assesses the fee for that group.
+    let ids = SagaIds {
+        task_id: None,
+        correlation_id: &ctx.correlation_id,
+        request_id: Some(&ctx.request_id),
+    };
+    let written = std::sync::Mutex::new(None);
+    let saga_for = |outcome: &EnrollmentOutcome| {
+        let request = EnrollmentRequest {
+            registro_academico: outcome.inscripcion.registro_academico.clone(),
+            codigo_periodo: outcome.inscripcion.codigo_periodo.clone(),
+            grupos: vec![grupo.clone()],
+        };
+        let saga = state.saga.saga_for_enrollment(&ids, &request, outcome);
+        *written.lock().expect("lock") = Some(saga.clone());
+        saga
+    };
     let outcome = match store
-        .add_group(&codigo, &grupo, &rules, clock::today())
+        .add_group(&codigo, &grupo, &rules, clock::today(), Some(&saga_for))
         .await
     {
         Ok(outcome) => outcome,
@@ -469,6 +558,21 @@ pub async fn add_group(
         .periodo(&outcome.inscripcion.codigo_periodo)
         .grupo(&grupo);
     audit::record(store, event).await;
+    let saga = written.lock().expect("lock").take();
+    if let Some(mut saga) = saga.filter(|s| !s.status.is_finished()) {
+        audit::record(
+            store,
+            saga_event(&saga, AuditEventType::SagaStarted, "start"),
+        )
+        .await;
+        let status = state
+            .saga
+            .run_to_end(&mut saga, std::time::Duration::from_secs(5))
+            .await?;
+        if status != SagaStatus::Completed {
+            return Err(saga_error(&saga));
+        }
+    }
     invalidate(
         &state,
         &outcome.inscripcion.registro_academico,
@@ -490,8 +594,15 @@ pub async fn add_group(
     delete,
     path = "/api/v1/inscripciones/{codigo_inscripcion}/grupos/{codigo_grupo}",
     tag = "inscripciones",
-    params(("codigo_inscripcion" = String, Path, description = "Inscription code"), ("codigo_grupo" = String, Path, description = "Group code")),
-    responses((status = 200, description = "Group dropped; its seat is free", body = crate::http::schemas::GroupDropped), (status = 404, description = "Inscription detail not found", body = crate::http::schemas::ErrorEnvelope), (status = 409, description = "The period is not ACTIVO", body = crate::http::schemas::ErrorEnvelope))
+    params(
+        ("codigo_inscripcion" = String, Path, description = "Inscription code"),
+        ("codigo_grupo" = String, Path, description = "Group code"),
+    ),
+    responses(
+        (status = 200, description = "Group dropped; its seat is free", body = schemas::GroupDropped),
+        (status = 404, description = "Inscription detail not found", body = schemas::ErrorEnvelope),
+        (status = 409, description = "The period is not ACTIVO", body = schemas::ErrorEnvelope),
+    )
 )]
 pub async fn drop_group(
     State(state): State<AppState>,
@@ -523,7 +634,9 @@ pub async fn drop_group(
     get,
     path = "/api/v1/inscripciones/estadisticas/general",
     tag = "inscripciones",
-    responses((status = 200, description = "Enrollment statistics", body = crate::http::schemas::EnrollmentStatistics))
+    responses(
+        (status = 200, description = "Enrollment statistics", body = schemas::EnrollmentStatistics),
+    )
 )]
 pub async fn statistics(State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
     let stats = state.store.enrollment_statistics().await?;

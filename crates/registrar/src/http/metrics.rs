@@ -10,7 +10,10 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::health::oldest_age_seconds;
+use super::schemas;
 use crate::jobs::model::JobState;
+use crate::resilience::breaker::BreakerState;
+use crate::saga::model::SagaStatus;
 use crate::telemetry::metrics as names;
 
 /// Reports uptime, requests by status, jobs by state, the queue and the database pool. A store
@@ -19,7 +22,9 @@ use crate::telemetry::metrics as names;
     get,
     path = "/metrics",
     tag = "system",
-    responses((status = 200, description = "Live figures; null with degraded: true when the store cannot be read", body = crate::http::schemas::MetricsJson))
+    responses(
+        (status = 200, description = "Live figures; null with degraded: true when the store cannot be read", body = schemas::MetricsJson),
+    )
 )]
 pub async fn metrics_json(State(state): State<AppState>) -> axum::Json<Value> {
     let uptime = state.started_at.elapsed().as_secs_f64();
@@ -74,7 +79,9 @@ pub async fn metrics_json(State(state): State<AppState>) -> axum::Json<Value> {
     get,
     path = "/metrics/prometheus",
     tag = "system",
-    responses((status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain", body = String))
+    responses(
+        (status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain", body = String),
+    )
 )]
 pub async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
     let (counts, depth) = tokio::join!(state.store.job_counts(), state.store.queue_depth());
@@ -103,6 +110,26 @@ pub async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
         let snapshot = workers.snapshot();
         metrics::gauge!(names::WORKERS_ACTIVE_JOBS).set(snapshot.active_jobs as f64);
         metrics::gauge!(names::WORKERS_PAUSED).set(if snapshot.paused { 1.0 } else { 0.0 });
+    }
+
+    // Sagas in flight and every breaker's state, read at scrape time so that processes
+    // sharing Redis all report the shared state.
+    if let Ok(counts) = state.store.saga_counts().await {
+        let in_flight: i64 = counts
+            .by_status
+            .iter()
+            .filter(|(s, _)| SagaStatus::parse(s).is_some_and(|s| !s.is_finished()))
+            .map(|(_, n)| n)
+            .sum();
+        metrics::gauge!(names::SAGAS_IN_FLIGHT).set(in_flight as f64);
+    }
+    for stats in state.saga.breakers().stats_all().await {
+        let level = match stats.state {
+            BreakerState::Closed => 0.0,
+            BreakerState::HalfOpen => 1.0,
+            BreakerState::Open => 2.0,
+        };
+        metrics::gauge!(names::CIRCUIT_BREAKER_STATE, "breaker" => stats.name).set(level);
     }
 
     let handle = names::handle();

@@ -3,6 +3,7 @@
 
 mod admin;
 mod audit;
+mod dashboard;
 pub mod docs;
 pub mod error;
 pub mod extract;

@@ -16,6 +16,7 @@ use super::admin::require_admin;
 use super::error::ApiError;
 use super::extract::JsonBody;
 use super::health::oldest_age_seconds;
+use super::schemas;
 use crate::audit::{self, AuditEvent, AuditEventType};
 use crate::domain::error::{ErrorCode, FieldError};
 use crate::jobs::model::JobKind;
@@ -68,7 +69,9 @@ async fn queue_stats(state: &AppState) -> Map<String, Value> {
     get,
     path = "/api/v1/queue/stats",
     tag = "queue",
-    responses((status = 200, description = "Job counts by state and workers online", body = crate::http::schemas::QueueStats))
+    responses(
+        (status = 200, description = "Job counts by state and workers online", body = schemas::QueueStats),
+    )
 )]
 pub async fn stats(State(state): State<AppState>) -> axum::Json<Value> {
     axum::Json(Value::Object(queue_stats(&state).await))
@@ -153,7 +156,9 @@ pub async fn enhanced_stats(state: &AppState) -> Map<String, Value> {
     get,
     path = "/api/v1/queue/stats/enhanced",
     tag = "queue",
-    responses((status = 200, description = "The stats figures plus queue, workers and database pool", body = crate::http::schemas::EnhancedStats))
+    responses(
+        (status = 200, description = "The stats figures plus queue, workers and database pool", body = schemas::EnhancedStats),
+    )
 )]
 pub async fn stats_enhanced(State(state): State<AppState>) -> axum::Json<Value> {
     axum::Json(Value::Object(enhanced_stats(&state).await))
@@ -165,7 +170,9 @@ pub async fn stats_enhanced(State(state): State<AppState>) -> axum::Json<Value> 
     get,
     path = "/api/v1/queue/workers",
     tag = "queue",
-    responses((status = 200, description = "This process's worker pool", body = crate::http::schemas::WorkersList))
+    responses(
+        (status = 200, description = "This process's worker pool", body = schemas::WorkersList),
+    )
 )]
 pub async fn workers(State(state): State<AppState>) -> axum::Json<Value> {
     let workers: Vec<Value> = state
@@ -193,8 +200,14 @@ const CONTROL_ACTIONS: &[&str] = &["pause", "resume", "stop", "ping", "restart"]
     post,
     path = "/api/v1/queue/workers/control",
     tag = "queue",
-    request_body = crate::http::schemas::WorkerControlBody,
-    responses((status = 200, description = "Applied", body = crate::http::schemas::WorkerControlResult), (status = 400, description = "Unknown action", body = crate::http::schemas::ErrorEnvelope), (status = 404, description = "No such worker in this process", body = crate::http::schemas::ErrorEnvelope), (status = 401, description = "Operator endpoint without the bearer token", body = crate::http::schemas::ErrorEnvelope), (status = 403, description = "Wrong token, or a non-loopback client while ADMIN_TOKEN is unset", body = crate::http::schemas::ErrorEnvelope))
+    request_body = schemas::WorkerControlBody,
+    responses(
+        (status = 200, description = "Applied", body = schemas::WorkerControlResult),
+        (status = 400, description = "Unknown action", body = schemas::ErrorEnvelope),
+        (status = 404, description = "No such worker in this process", body = schemas::ErrorEnvelope),
+        (status = 401, description = "Operator endpoint without the bearer token", body = schemas::ErrorEnvelope),
+        (status = 403, description = "Wrong token, or a non-loopback client while ADMIN_TOKEN is unset", body = schemas::ErrorEnvelope),
+    )
 )]
 pub async fn control(
     State(state): State<AppState>,
@@ -276,7 +289,9 @@ fn queue_name(kind: JobKind) -> &'static str {
     get,
     path = "/api/v1/queue/queues",
     tag = "queue",
-    responses((status = 200, description = "One queue per job kind with its waiting jobs", body = crate::http::schemas::QueuesList))
+    responses(
+        (status = 200, description = "One queue per job kind with its waiting jobs", body = schemas::QueuesList),
+    )
 )]
 pub async fn queues(State(state): State<AppState>) -> axum::Json<Value> {
     let depths = match state.store.queue_depth_by_kind().await {

@@ -13,6 +13,7 @@ use super::admin::require_admin;
 use super::error::ApiError;
 use super::extract::JsonBody;
 use super::inscripciones::{parse_date_field, periodo_json};
+use super::schemas;
 use crate::audit::{self, AuditEvent, AuditEventType};
 use crate::domain::error::{DomainError, FieldError};
 use crate::domain::model::Periodo;
@@ -121,8 +122,14 @@ fn parse_update(body: &Map<String, Value>) -> Result<PeriodoUpdate, ApiError> {
     post,
     path = "/api/v1/periodos",
     tag = "periodos",
-    request_body = crate::http::schemas::PeriodoBody,
-    responses((status = 201, description = "Created", body = crate::http::schemas::Periodo), (status = 409, description = "Duplicate code, or a second ACTIVO period", body = crate::http::schemas::ErrorEnvelope), (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = crate::http::schemas::ErrorEnvelope), (status = 401, description = "Operator endpoint without the bearer token", body = crate::http::schemas::ErrorEnvelope), (status = 403, description = "Wrong token, or a non-loopback client while ADMIN_TOKEN is unset", body = crate::http::schemas::ErrorEnvelope))
+    request_body = schemas::PeriodoBody,
+    responses(
+        (status = 201, description = "Created", body = schemas::Periodo),
+        (status = 409, description = "Duplicate code, or a second ACTIVO period", body = schemas::ErrorEnvelope),
+        (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = schemas::ErrorEnvelope),
+        (status = 401, description = "Operator endpoint without the bearer token", body = schemas::ErrorEnvelope),
+        (status = 403, description = "Wrong token, or a non-loopback client while ADMIN_TOKEN is unset", body = schemas::ErrorEnvelope),
+    )
 )]
 pub async fn create(
     State(state): State<AppState>,
@@ -174,7 +181,9 @@ pub async fn create(
     get,
     path = "/api/v1/periodos",
     tag = "periodos",
-    responses((status = 200, description = "Every period, by code", body = Vec<crate::http::schemas::Periodo>))
+    responses(
+        (status = 200, description = "Every period, by code", body = Vec<schemas::Periodo>),
+    )
 )]
 pub async fn list(State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
     let periodos = state.store.list_periodos().await?;
@@ -187,7 +196,10 @@ pub async fn list(State(state): State<AppState>) -> Result<axum::Json<Value>, Ap
     get,
     path = "/api/v1/periodos/activo",
     tag = "periodos",
-    responses((status = 200, description = "The ACTIVO period", body = crate::http::schemas::Periodo), (status = 404, description = "Active period not found", body = crate::http::schemas::ErrorEnvelope))
+    responses(
+        (status = 200, description = "The ACTIVO period", body = schemas::Periodo),
+        (status = 404, description = "Active period not found", body = schemas::ErrorEnvelope),
+    )
 )]
 pub async fn active(State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
     let periodo = state
@@ -203,7 +215,10 @@ pub async fn active(State(state): State<AppState>) -> Result<axum::Json<Value>, 
     path = "/api/v1/periodos/{codigo_periodo}",
     tag = "periodos",
     params(("codigo_periodo" = String, Path, description = "Period code")),
-    responses((status = 200, description = "The period", body = crate::http::schemas::Periodo), (status = 404, description = "Period not found", body = crate::http::schemas::ErrorEnvelope))
+    responses(
+        (status = 200, description = "The period", body = schemas::Periodo),
+        (status = 404, description = "Period not found", body = schemas::ErrorEnvelope),
+    )
 )]
 pub async fn get_one(
     State(state): State<AppState>,
@@ -221,9 +236,15 @@ pub async fn get_one(
     put,
     path = "/api/v1/periodos/{codigo_periodo}",
     tag = "periodos",
-    request_body = crate::http::schemas::PeriodoBody,
+    request_body = schemas::PeriodoBody,
     params(("codigo_periodo" = String, Path, description = "Period code")),
-    responses((status = 200, description = "The updated period", body = crate::http::schemas::Periodo), (status = 404, description = "Period not found", body = crate::http::schemas::ErrorEnvelope), (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = crate::http::schemas::ErrorEnvelope), (status = 401, description = "Operator endpoint without the bearer token", body = crate::http::schemas::ErrorEnvelope), (status = 403, description = "Wrong token, or a non-loopback client while ADMIN_TOKEN is unset", body = crate::http::schemas::ErrorEnvelope))
+    responses(
+        (status = 200, description = "The updated period", body = schemas::Periodo),
+        (status = 404, description = "Period not found", body = schemas::ErrorEnvelope),
+        (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = schemas::ErrorEnvelope),
+        (status = 401, description = "Operator endpoint without the bearer token", body = schemas::ErrorEnvelope),
+        (status = 403, description = "Wrong token, or a non-loopback client while ADMIN_TOKEN is unset", body = schemas::ErrorEnvelope),
+    )
 )]
 pub async fn update(
     State(state): State<AppState>,
@@ -244,7 +265,12 @@ pub async fn update(
     path = "/api/v1/periodos/{codigo_periodo}/activar",
     tag = "periodos",
     params(("codigo_periodo" = String, Path, description = "Period code")),
-    responses((status = 200, description = "Now ACTIVO; the previous active period is CERRADO", body = crate::http::schemas::Periodo), (status = 404, description = "Period not found", body = crate::http::schemas::ErrorEnvelope), (status = 401, description = "Operator endpoint without the bearer token", body = crate::http::schemas::ErrorEnvelope), (status = 403, description = "Wrong token, or a non-loopback client while ADMIN_TOKEN is unset", body = crate::http::schemas::ErrorEnvelope))
+    responses(
+        (status = 200, description = "Now ACTIVO; the previous active period is CERRADO", body = schemas::Periodo),
+        (status = 404, description = "Period not found", body = schemas::ErrorEnvelope),
+        (status = 401, description = "Operator endpoint without the bearer token", body = schemas::ErrorEnvelope),
+        (status = 403, description = "Wrong token, or a non-loopback client while ADMIN_TOKEN is unset", body = schemas::ErrorEnvelope),
+    )
 )]
 pub async fn activate(
     State(state): State<AppState>,
@@ -267,7 +293,12 @@ pub async fn activate(
     path = "/api/v1/periodos/{codigo_periodo}/cerrar",
     tag = "periodos",
     params(("codigo_periodo" = String, Path, description = "Period code")),
-    responses((status = 200, description = "Now CERRADO", body = crate::http::schemas::Periodo), (status = 404, description = "Period not found", body = crate::http::schemas::ErrorEnvelope), (status = 401, description = "Operator endpoint without the bearer token", body = crate::http::schemas::ErrorEnvelope), (status = 403, description = "Wrong token, or a non-loopback client while ADMIN_TOKEN is unset", body = crate::http::schemas::ErrorEnvelope))
+    responses(
+        (status = 200, description = "Now CERRADO", body = schemas::Periodo),
+        (status = 404, description = "Period not found", body = schemas::ErrorEnvelope),
+        (status = 401, description = "Operator endpoint without the bearer token", body = schemas::ErrorEnvelope),
+        (status = 403, description = "Wrong token, or a non-loopback client while ADMIN_TOKEN is unset", body = schemas::ErrorEnvelope),
+    )
 )]
 pub async fn close(
     State(state): State<AppState>,

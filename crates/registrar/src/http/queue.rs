@@ -13,6 +13,7 @@ use super::admin::require_admin;
 use super::error::ApiError;
 use super::extract::JsonBody;
 use super::idempotent::{enqueue_once, header_key};
+use super::schemas;
 use super::{AppState, RequestContext};
 use crate::audit::{self, AuditEvent, AuditEventType};
 use crate::clock;
@@ -90,7 +91,10 @@ fn task_response(task_id: &str, message: String, ctx: &RequestContext) -> Value 
     path = "/api/v1/queue/inscripciones/async",
     tag = "queue",
     request_body = crate::domain::validation::InscripcionCreate,
-    responses((status = 202, description = "Queued", body = crate::http::schemas::TaskResponse), (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = crate::http::schemas::ErrorEnvelope))
+    responses(
+        (status = 202, description = "Queued", body = schemas::TaskResponse),
+        (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = schemas::ErrorEnvelope),
+    )
 )]
 pub async fn enqueue_async(
     State(state): State<AppState>,
@@ -124,7 +128,10 @@ pub async fn enqueue_async(
     path = "/api/v1/queue/inscripciones/async-by-groups",
     tag = "queue",
     request_body = crate::domain::validation::InscripcionCreate,
-    responses((status = 202, description = "Queued as one atomic job with a view id per group", body = crate::http::schemas::MultipleTasksResponse), (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = crate::http::schemas::ErrorEnvelope))
+    responses(
+        (status = 202, description = "Queued as one atomic job with a view id per group", body = schemas::MultipleTasksResponse),
+        (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = schemas::ErrorEnvelope),
+    )
 )]
 pub async fn enqueue_by_groups(
     State(state): State<AppState>,
@@ -178,7 +185,10 @@ pub async fn enqueue_by_groups(
     path = "/api/v1/queue/inscripciones/bulk-async",
     tag = "queue",
     request_body = Vec<crate::domain::validation::InscripcionCreate>,
-    responses((status = 202, description = "Queued; items run in order, each atomic", body = crate::http::schemas::TaskResponse), (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = crate::http::schemas::ErrorEnvelope))
+    responses(
+        (status = 202, description = "Queued; items run in order, each atomic", body = schemas::TaskResponse),
+        (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = schemas::ErrorEnvelope),
+    )
 )]
 pub async fn enqueue_bulk(
     State(state): State<AppState>,
@@ -226,10 +236,8 @@ pub async fn enqueue_bulk(
     tracing::info!(task_id = %task_id, items = items.len(), "bulk enrollment requested");
     let response = enqueue_once(&state, &ctx, key, Endpoint::Bulk, job, None, &body).await?;
     if is_fresh(&response) {
-        for item in &items {
-            let event = audit::enrollment::requested("enqueue_bulk", item, Some(&task_id));
-            audit::record(state.store.as_ref(), event).await;
-        }
+        let event = audit::enrollment::bulk_requested(&task_id, items.len());
+        audit::record(state.store.as_ref(), event).await;
     }
     Ok(response)
 }
@@ -246,7 +254,9 @@ fn is_fresh(response: &Response) -> bool {
     post,
     path = "/api/v1/queue/health-check",
     tag = "queue",
-    responses((status = 202, description = "A no-op job queued for a worker", body = crate::http::schemas::TaskResponse))
+    responses(
+        (status = 202, description = "A no-op job queued for a worker", body = schemas::TaskResponse),
+    )
 )]
 pub async fn health_check(
     State(state): State<AppState>,
@@ -341,7 +351,10 @@ fn task_not_found(id: &str) -> ApiError {
     path = "/api/v1/queue/tasks/{task_id}/status",
     tag = "queue",
     params(("task_id" = String, Path, description = "Task id or group view id")),
-    responses((status = 200, description = "The task's state", body = crate::http::schemas::TaskStatus), (status = 404, description = "TASK_NOT_FOUND: unknown or expired", body = crate::http::schemas::ErrorEnvelope))
+    responses(
+        (status = 200, description = "The task's state", body = schemas::TaskStatus),
+        (status = 404, description = "TASK_NOT_FOUND: unknown or expired", body = schemas::ErrorEnvelope),
+    )
 )]
 pub async fn status(
     State(state): State<AppState>,
@@ -364,7 +377,10 @@ const MAX_STATUS_IDS: usize = 500;
     path = "/api/v1/queue/tasks/status/multiple",
     tag = "queue",
     request_body = Vec<String>,
-    responses((status = 200, description = "One status per id, in request order", body = Vec<crate::http::schemas::TaskStatus>), (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = crate::http::schemas::ErrorEnvelope))
+    responses(
+        (status = 200, description = "One status per id, in request order", body = Vec<schemas::TaskStatus>),
+        (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = schemas::ErrorEnvelope),
+    )
 )]
 pub async fn status_multiple(
     State(state): State<AppState>,
@@ -442,7 +458,13 @@ pub async fn status_multiple(
     path = "/api/v1/queue/tasks/{task_id}",
     tag = "queue",
     params(("task_id" = String, Path, description = "Task id")),
-    responses((status = 204, description = "Revoked before it finished"), (status = 404, description = "TASK_NOT_FOUND", body = crate::http::schemas::ErrorEnvelope), (status = 409, description = "TASK_ALREADY_FINISHED", body = crate::http::schemas::ErrorEnvelope), (status = 401, description = "Operator endpoint without the bearer token", body = crate::http::schemas::ErrorEnvelope), (status = 403, description = "Wrong token, or a non-loopback client while ADMIN_TOKEN is unset", body = crate::http::schemas::ErrorEnvelope))
+    responses(
+        (status = 204, description = "Revoked before it finished"),
+        (status = 404, description = "TASK_NOT_FOUND", body = schemas::ErrorEnvelope),
+        (status = 409, description = "TASK_ALREADY_FINISHED", body = schemas::ErrorEnvelope),
+        (status = 401, description = "Operator endpoint without the bearer token", body = schemas::ErrorEnvelope),
+        (status = 403, description = "Wrong token, or a non-loopback client while ADMIN_TOKEN is unset", body = schemas::ErrorEnvelope),
+    )
 )]
 pub async fn cancel(
     State(state): State<AppState>,

@@ -81,6 +81,15 @@ pub async fn invalidate_key(
 ) -> Result<axum::Json<Value>, ApiError> {
     require_admin(&state, &headers, peer.as_ref().map(|Extension(p)| p))?;
     let key = idempotency::strip_prefix(&key).to_owned();
+    // Keys are `inscription:` plus at most 255 characters of a client's key.
+    if key.is_empty() || key.len() > 300 {
+        return Err(ApiError::validation(vec![FieldError {
+            field: "path -> key".into(),
+            message: "must be an idempotency key of 1 to 300 characters".into(),
+            kind: "value_error",
+            input: json!(key.chars().take(50).collect::<String>()),
+        }]));
+    }
     let deleted = state.store.delete_idempotency(&key).await?;
     if let Some(redis) = &state.redis
         && let Err(e) = idempotency::cache_delete(redis, std::slice::from_ref(&key)).await
@@ -128,7 +137,7 @@ fn bad_query(field: &str, message: &str, input: &str) -> ApiError {
 pub async fn sagas(
     State(state): State<AppState>,
     Query(query): Query<SagaListQuery>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let status = match query.status.as_deref() {
         None | Some("") => None,
         Some(text) => Some(SagaStatus::parse(text).ok_or_else(|| {
@@ -148,11 +157,22 @@ pub async fn sagas(
             .ok_or_else(|| bad_query("limit", "must be an integer from 1 to 1000", text))?,
     };
     let list = state.store.list_sagas(&SagaQuery { status, limit }).await?;
-    let map: Map<String, Value> = list
-        .iter()
-        .map(|saga| (saga.saga_id.clone(), saga.to_json()))
-        .collect();
-    Ok(axum::Json(Value::Object(map)))
+    // serde_json's map sorts its keys, which would put the oldest saga first; the object is
+    // written by hand to keep the store's newest-first order.
+    let mut text = String::from("{");
+    for (i, saga) in list.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(&Value::String(saga.saga_id.clone()).to_string());
+        text.push(':');
+        text.push_str(&saga.to_json().to_string());
+    }
+    text.push('}');
+    Ok(super::idempotent::raw_json(
+        axum::http::StatusCode::OK,
+        text,
+    ))
 }
 
 /// The saga section of the statistics endpoints.

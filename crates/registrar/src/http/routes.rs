@@ -6,8 +6,8 @@ use axum::http::Method;
 use axum::routing::{MethodRouter, on};
 
 use super::{
-    AppState, audit, docs, health, historial, inscripciones, metrics, monitoring, periodos, queue,
-    resilience, system,
+    AppState, audit, dashboard, docs, health, historial, inscripciones, metrics, monitoring,
+    periodos, queue, resilience, system,
 };
 
 /// One route: a method on a path pattern, with its handler.
@@ -46,6 +46,7 @@ pub fn table() -> Vec<Route> {
         route(M::GET, "/openapi.json", docs::openapi_json),
         route(M::GET, "/docs", docs::docs_index),
         route(M::GET, "/docs/{file}", docs::docs_file),
+        route(M::GET, "/dashboard", dashboard::page),
         // Inscriptions.
         route(
             M::POST,

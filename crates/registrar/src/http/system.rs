@@ -4,6 +4,7 @@ use axum::extract::State;
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::schemas;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -11,7 +12,9 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
     get,
     path = "/",
     tag = "system",
-    responses((status = 200, description = "Service name, version and features", body = crate::http::schemas::RootInfo))
+    responses(
+        (status = 200, description = "Service name, version and features", body = schemas::RootInfo),
+    )
 )]
 pub async fn root(State(state): State<AppState>) -> axum::Json<Value> {
     axum::Json(json!({

@@ -24,8 +24,8 @@ use crate::clock;
 use crate::domain::enrollment::{EnrollmentOutcome, EnrollmentRequest, EnrollmentRules};
 use crate::domain::error::DomainError;
 use crate::resilience::breaker::{Breaker, Breakers};
-use crate::saga::model::Saga;
-use crate::saga::runner::{JobLease, Progress, SagaIds, SagaRunner, saga_event};
+use crate::saga::model::{Saga, SagaStatus};
+use crate::saga::runner::{JobLease, Progress, SagaIds, SagaRunner, job_result, saga_event};
 use crate::store::{EnrollmentResult, StepWrite, Store, StoreError};
 use crate::telemetry::context::{self, RequestIds};
 use crate::telemetry::metrics as names;
@@ -561,9 +561,17 @@ impl Pool {
         let mut results = Vec::with_capacity(total);
         let (mut successful, mut failed) = (0usize, 0usize);
 
+        // Each item's saga runs in this job after the item commits; it is not tied to the
+        // job, so the recovery loop resumes it if this worker dies.
+        let ids = SagaIds {
+            task_id: None,
+            correlation_id: &job.correlation_id,
+            request_id: job.request_id.as_deref(),
+        };
         for (i, item) in items.iter().enumerate() {
             let processed = i + 1;
             let report_progress = processed % 5 == 0 || processed == total;
+            let written = Mutex::new(None);
             let finish = |outcome: &Result<_, _>| {
                 let (ok, ko) = match outcome {
                     Ok(_) => (successful + 1, failed),
@@ -578,7 +586,15 @@ impl Pool {
                     meta: report_progress.then(|| progress_meta(total, processed, ok, ko)),
                     result: None,
                 };
-                StepWrite { job, saga: None }
+                let saga = match outcome {
+                    Ok(outcome) => self.saga.saga_for_enrollment(&ids, item, outcome),
+                    Err(rejection) => self.saga.saga_for_rejection(&ids, item, rejection),
+                };
+                *written.lock().expect("lock") = Some(saga.clone());
+                StepWrite {
+                    job,
+                    saga: Some(saga),
+                }
             };
             let done = self
                 .store
@@ -597,6 +613,27 @@ impl Pool {
                 return Ok(());
             };
             self.audit_outcome("run_bulk_item", item, &outcome).await;
+            let saga = written.lock().expect("lock").take();
+            if let Some(mut saga) = saga.filter(|s| !s.status.is_finished()) {
+                let event = saga_event(&saga, AuditEventType::SagaStarted, "start");
+                crate::audit::record(self.store.as_ref(), event).await;
+                let status = self
+                    .saga
+                    .run_to_end(&mut saga, Duration::from_secs(5))
+                    .await?;
+                if status != SagaStatus::Completed {
+                    let result = job_result(&saga);
+                    failed += 1;
+                    results.push(json!({
+                        "status": "error",
+                        "error": result["error"],
+                        "error_code": result["error_code"],
+                        "details": result["details"],
+                        "registro_academico": item.registro_academico,
+                    }));
+                    continue;
+                }
+            }
             let item_result = enrollment_result(&outcome);
             let entry = match outcome {
                 Ok(_) => {

@@ -7,8 +7,8 @@
 //! the request's `X-Correlation-ID` and `X-Request-ID`.
 //!
 //! The calls:
-//! - `POST {BILLING_URL}/charges`: 2xx accepts the fee; any other 4xx but 408 and 429
-//!   declines it (an answer, not an outage); the rest is a failure to retry.
+//! - `POST {BILLING_URL}/charges`: 2xx accepts the fee; 400, 402, 409 and 422 decline it (an
+//!   answer, not an outage); anything else is a failure to retry.
 //! - `POST {BILLING_URL}/charges/cancel`: 2xx or 404 (nothing to cancel) succeeds.
 //! - `POST {NOTIFICATION_URL}/notifications`: 2xx succeeds.
 
@@ -162,8 +162,9 @@ impl Participants {
         match status {
             200..=299 => Ok(()),
             404 if not_found_is_success => Ok(()),
-            408 | 429 => Err(CallError::Failed(format!("answered {status}"))),
-            400..=499 => {
+            // Only these are business answers; any other 4xx (a wrong path, a refused
+            // credential) is a fault to retry and count against the breaker.
+            400 | 402 | 409 | 422 => {
                 let text = response.text().await.unwrap_or_default();
                 Err(CallError::Declined {
                     status,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 use super::model::{ASSESS_FEE, SEND_CONFIRMATION, Saga, SagaStatus, StepStatus, initial_steps};
 use super::participants::{CallError, Participants};
@@ -20,6 +20,7 @@ use crate::jobs::model::{JobState, JobUpdate};
 use crate::jobs::result::{enrollment_result, error_result};
 use crate::resilience::breaker::{BreakerError, Breakers};
 use crate::store::{JobWrite, Store, StoreError};
+use crate::telemetry::context::{self, RequestIds};
 use crate::telemetry::metrics as names;
 
 /// Where a saga stands after a run.
@@ -384,12 +385,22 @@ impl SagaRunner {
         info!(saga_id = %saga.saga_id, status = saga.status.as_str(), "saga finished");
         metrics::counter!(names::SAGA_OUTCOMES_TOTAL, "outcome" => saga.status.as_str())
             .increment(1);
-        let event_type = if saga.status == SagaStatus::Completed {
-            AuditEventType::SagaCompleted
-        } else {
-            AuditEventType::SagaCompensated
+        let event_type = match saga.status {
+            SagaStatus::Completed => AuditEventType::SagaCompleted,
+            SagaStatus::Failed => AuditEventType::SagaFailed,
+            _ => AuditEventType::SagaCompensated,
         };
         audit::record(self.store.as_ref(), saga_event(saga, event_type, "finish")).await;
+        if withdraw {
+            // The enrollment was withdrawn: for the audit trail, the request was rejected.
+            let mut event = saga_event(saga, AuditEventType::InscriptionFailed, "compensate");
+            event.entity_type = "inscripcion".to_owned();
+            event.entity_id = saga.codigo_inscripcion.clone();
+            if let Some(grupo) = saga.added_grupos.first() {
+                event = event.grupo(grupo);
+            }
+            audit::record(self.store.as_ref(), event).await;
+        }
         Ok(Progress::Finished(saga.status))
     }
 
@@ -447,10 +458,11 @@ impl SagaRunner {
         self.base_delay.saturating_mul(factor).min(self.max_delay)
     }
 
-    /// Runs a saga to its end in this task, waiting between attempts: for synchronous
-    /// requests and for sagas recovered after a crash. A wait longer than `patience` (an
-    /// open breaker's recovery time, say) counts as the participant failing for good, so a
-    /// waiting client is answered within bounded time.
+    /// Runs a saga in this task, waiting between attempts: for synchronous requests and for
+    /// sagas recovered after a crash. A fee assessment that would wait longer than
+    /// `patience` (an open breaker's recovery time, say) counts as failed for good; a
+    /// compensation that would wait longer is left `compensating` for the recovery loop.
+    /// Either way the caller gets an answer within bounded time.
     pub async fn run_to_end(
         &self,
         saga: &mut Saga,
@@ -475,9 +487,10 @@ impl SagaRunner {
                     );
                     self.store.save_saga(saga).await?;
                 }
-                // A compensation waits as long as it takes: giving up would leave a fee
-                // charged.
-                Progress::RetryLater(delay) => tokio::time::sleep(delay).await,
+                // A compensation must finish, but not in this task: a wait beyond the
+                // patience leaves it to the workers' recovery loop, which resumes it.
+                Progress::RetryLater(delay) if delay <= patience => tokio::time::sleep(delay).await,
+                Progress::RetryLater(_) => return Ok(saga.status),
                 Progress::LeaseLost => return Ok(saga.status),
             }
         }
@@ -489,8 +502,25 @@ impl SagaRunner {
         let stalled = self.store.stalled_sagas(before, 50).await?;
         let count = stalled.len();
         for mut saga in stalled {
-            warn!(saga_id = %saga.saga_id, status = saga.status.as_str(), "resuming a saga left unfinished");
-            self.run_to_end(&mut saga, Duration::from_secs(5)).await?;
+            // The saga's own ids, so its log lines and audit events join its request's.
+            let ids = RequestIds {
+                correlation_id: saga.correlation_id.clone(),
+                request_id: saga.request_id.clone(),
+            };
+            let span = tracing::info_span!(
+                "saga_recovery",
+                saga_id = %saga.saga_id,
+                correlation_id = %saga.correlation_id,
+                request_id = saga.request_id.as_deref().unwrap_or(""),
+            );
+            let resume = async {
+                warn!(
+                    status = saga.status.as_str(),
+                    "resuming a saga left unfinished"
+                );
+                self.run_to_end(&mut saga, Duration::from_secs(5)).await
+            };
+            context::scope(ids, resume.instrument(span)).await?;
         }
         Ok(count)
     }

@@ -42,7 +42,14 @@ impl StoreError {
                     // low byte.
                     return code.parse::<i64>().is_ok_and(|c| matches!(c & 0xff, 5 | 6));
                 }
-                TRANSIENT_SQLSTATES.contains(&code.as_ref()) || code.starts_with("08")
+                TRANSIENT_SQLSTATES.contains(&code.as_ref())
+                    || code.starts_with("08")
+                    // Insufficient resources (too many connections, disk full) and a database
+                    // or role that is gone or refused: the server is unavailable to us, and
+                    // an operator may bring it back.
+                    || code.starts_with("53")
+                    || code.starts_with("28")
+                    || code == "3D000"
             }
             _ => false,
         }

@@ -140,12 +140,15 @@ pub trait Store: Send + Sync {
         saga: Option<SagaFor<'_>>,
     ) -> Result<EnrollmentOutcome, EnrollError>;
 
+    /// Adds one group to an inscription. When `saga` is given, the saga it builds from the
+    /// outcome is written in the same transaction.
     async fn add_group(
         &self,
         codigo_inscripcion: &str,
         codigo_grupo: &str,
         rules: &EnrollmentRules,
         today: Date,
+        saga: Option<SagaFor<'_>>,
     ) -> Result<EnrollmentOutcome, EnrollError>;
 
     /// Removes one group from an inscription and frees its seat. The period must be active.

@@ -118,3 +118,60 @@ fn collect_lines(stream: impl Read + Send + 'static, logs: Arc<Mutex<Vec<String>
         }
     });
 }
+
+/// A `registrar serve` child process on a free 127.0.0.1 port, killed when dropped.
+pub struct ServeProcess {
+    child: Child,
+    pub base: String,
+}
+
+impl ServeProcess {
+    /// Starts `serve` on the test's database; `extra` adds environment variables.
+    pub fn spawn(db: &TestDb, extra: &[(&str, &str)]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_registrar"));
+        command
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+            .env_clear()
+            .env("DATABASE_URL", db.url())
+            .env("LOG_LEVEL", "error")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (key, value) in extra {
+            command.env(key, value);
+        }
+        let child = command.spawn().expect("start registrar serve");
+        Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// Polls `/health/live` until the process answers.
+    pub async fn wait_live(&self, client: &reqwest::Client) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let live = client
+                .get(format!("{}/health/live", self.base))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if live {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{} never came up", self.base);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

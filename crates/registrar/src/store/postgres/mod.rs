@@ -149,6 +149,7 @@ impl Store for PgStore {
         codigo_grupo: &str,
         rules: &EnrollmentRules,
         today: Date,
+        saga: Option<SagaFor<'_>>,
     ) -> Result<EnrollmentOutcome, EnrollError> {
         let mut tx = self.begin().await?;
         // The enrollment routine locks the inscription; a delete committed before that lock
@@ -166,6 +167,9 @@ impl Store for PgStore {
         };
         let mut etx = PgTx { conn: &mut tx };
         let result = enroll(&mut etx, &request, &mode, rules, today).await;
+        if let (Ok(outcome), Some(saga_for)) = (&result, saga) {
+            self::resilience::insert_saga(&mut tx, &saga_for(outcome)).await?;
+        }
         finish(tx, result).await
     }
 

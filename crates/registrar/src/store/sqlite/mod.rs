@@ -133,6 +133,7 @@ impl Store for SqliteStore {
         codigo_grupo: &str,
         rules: &EnrollmentRules,
         today: Date,
+        saga: Option<SagaFor<'_>>,
     ) -> Result<EnrollmentOutcome, EnrollError> {
         let mut tx = self.begin_write().await?;
         let inscripcion = self::reads::inscripcion_row(&mut tx, codigo_inscripcion)
@@ -148,6 +149,9 @@ impl Store for SqliteStore {
         };
         let mut etx = SqliteTx { conn: &mut tx };
         let result = enroll(&mut etx, &request, &mode, rules, today).await;
+        if let (Ok(outcome), Some(saga_for)) = (&result, saga) {
+            self::resilience::insert_saga(&mut tx, &saga_for(outcome)).await?;
+        }
         finish(tx, result).await
     }
 

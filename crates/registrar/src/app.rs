@@ -65,6 +65,7 @@ pub async fn seed_demo(store: &dyn Store) -> Result<u64, StoreError> {
 pub fn worker_settings(config: &Config) -> WorkerSettings {
     WorkerSettings {
         concurrency: config.worker_concurrency,
+        batch_size: config.worker_batch_size,
         lease: config.lease(),
         poll_interval: Duration::from_millis(config.worker_poll_interval_ms),
         soft_time_limit: Duration::from_secs(config.task_soft_time_limit),

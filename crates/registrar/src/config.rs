@@ -38,6 +38,9 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Jobs each process runs at once.
     pub worker_concurrency: usize,
+    /// Inscription jobs each worker runs in one database transaction, each in its own
+    /// savepoint, so that they share one commit.
+    pub worker_batch_size: usize,
     /// Seconds a claimed job stays leased before another worker may take it over.
     pub job_lease_seconds: u64,
     /// Milliseconds an idle worker waits before looking for jobs again without a wake-up.
@@ -108,6 +111,7 @@ impl Default for Config {
             log_level: "info".to_owned(),
             log_format: LogFormat::Json,
             worker_concurrency: 4,
+            worker_batch_size: 16,
             job_lease_seconds: 30,
             worker_poll_interval_ms: 1_000,
             result_ttl_seconds: 3_600,
@@ -163,6 +167,7 @@ impl Config {
     fn check(&self) -> Result<(), ConfigError> {
         let positive = [
             ("WORKER_CONCURRENCY", self.worker_concurrency as u64),
+            ("WORKER_BATCH_SIZE", self.worker_batch_size as u64),
             ("JOB_LEASE_SECONDS", self.job_lease_seconds),
             ("DATABASE_POOL_MAX", u64::from(self.database_pool_max)),
             (

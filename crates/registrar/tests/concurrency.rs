@@ -733,3 +733,71 @@ async fn random_mix_keeps_counters() {
     }
     assert_invariants(&app.db).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_workers_keep_counters() {
+    // Four groups of different materias; C and D have fewer seats than requests for them,
+    // and some pairs clash in schedule, so batches mix successes and rejections.
+    const A: &str = "G-ELC102-E";
+    const B: &str = "G-ELC106-E";
+    const C: &str = "G-ELC108-E";
+    const D: &str = "G-ELC110-E";
+    const CUPOS: [(&str, i64); 4] = [(A, 200), (B, 200), (C, 20), (D, 10)];
+    let app = Arc::new(
+        TestApp::spawn_with(|config| {
+            config.worker_concurrency = 3;
+            config.worker_batch_size = 8;
+        })
+        .await,
+    );
+    for (grupo, cupo) in CUPOS {
+        set_cupo(&app.db, grupo, &cupo.to_string()).await;
+    }
+
+    // Three batches run at once and their requests overlap in every group, in both orders.
+    let patterns: [&[&str]; 4] = [&[A, B], &[B, A, C], &[C, D], &[D, A]];
+    let requests: Vec<(String, Vec<&'static str>)> = (0..160)
+        .map(|i| (format!("EST{:04}", 1400 + i), patterns[i % 4].to_vec()))
+        .collect();
+    let (_, statuses) = enqueue_all(&app, requests.clone()).await;
+
+    assert_all_jobs_completed(&statuses);
+    let counts = tally(&statuses);
+    let successes = counts.get("SUCCESS").copied().unwrap_or(0);
+    let full = counts.get("GRUPO_SIN_CUPO").copied().unwrap_or(0);
+    let clashes = counts.get("CONFLICTO_HORARIO").copied().unwrap_or(0);
+    assert_eq!(
+        successes + full + clashes,
+        160,
+        "unexpected outcomes: {counts:?}"
+    );
+    assert!(successes > 0, "no request succeeded: {counts:?}");
+    assert!(full > 0, "no request met a full group: {counts:?}");
+    for (grupo, cupo) in CUPOS {
+        let seats = app.seats(grupo).await;
+        assert_eq!(
+            seats,
+            detail_rows(&app.db, grupo).await,
+            "seat counter of {grupo} differs from its detail rows"
+        );
+        assert!(seats <= cupo, "{grupo} holds {seats}, over its cupo {cupo}");
+    }
+
+    // Each student sent one request: a success holds exactly its groups, a rejection none.
+    for ((ra, grupos), status) in requests.iter().zip(&statuses) {
+        let held = student_groups(&app, ra).await;
+        if outcome(status) == "SUCCESS" {
+            assert_eq!(held.len(), 1, "{ra} inscriptions: {held:?}");
+            let mut expected: Vec<String> = grupos.iter().map(|g| (*g).to_owned()).collect();
+            let mut got = held[0].1.clone();
+            expected.sort();
+            got.sort();
+            assert_eq!(got, expected, "groups held by {ra}");
+        } else {
+            assert!(held.is_empty(), "rejected {ra} holds {held:?}");
+        }
+    }
+    let (inscripciones, _) = assert_codes_distinct(&statuses);
+    assert_eq!(inscripciones, successes, "distinct inscription codes");
+    assert_invariants(&app.db).await;
+}

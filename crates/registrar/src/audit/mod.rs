@@ -20,7 +20,14 @@ use crate::telemetry::metrics as names;
 /// Logs `event` as one line with `audit = true` and stores it. The request and correlation
 /// ids of the current request or job are filled in when the event has none. A storage
 /// failure is logged and not returned, so auditing never fails the caller's operation.
-pub async fn record(store: &dyn Store, mut event: AuditEvent) {
+pub async fn record(store: &dyn Store, event: AuditEvent) {
+    let event = log(event);
+    store_events(store, std::slice::from_ref(&event)).await;
+}
+
+/// Fills in the current request's or job's ids where `event` has none, logs it as one line
+/// with `audit = true` and counts it. Returns the event, ready for [`store_events`].
+pub fn log(mut event: AuditEvent) -> AuditEvent {
     if let Some(ids) = context::current() {
         if event.correlation_id.is_none() {
             event.correlation_id = Some(ids.correlation_id);
@@ -52,13 +59,23 @@ pub async fn record(store: &dyn Store, mut event: AuditEvent) {
         ("error_code", event.error_code.clone().unwrap_or_default()),
     ];
     metrics::counter!(names::AUDIT_EVENTS_TOTAL, &labels).increment(1);
+    event
+}
 
-    if let Err(e) = store.insert_audit_event(&event).await {
-        tracing::warn!(
-            error = %e,
-            event_type = event.event_type.as_str(),
-            entity_id = event.entity_id.as_deref(),
-            "storing an audit event failed; it is kept in the log only"
-        );
+/// Stores events that [`log`] returned, in one transaction. A storage failure is logged and
+/// not returned, so auditing never fails the caller's operation.
+pub async fn store_events(store: &dyn Store, events: &[AuditEvent]) {
+    if events.is_empty() {
+        return;
+    }
+    if let Err(e) = store.insert_audit_events(events).await {
+        for event in events {
+            tracing::warn!(
+                error = %e,
+                event_type = event.event_type.as_str(),
+                entity_id = event.entity_id.as_deref(),
+                "storing an audit event failed; it is kept in the log only"
+            );
+        }
     }
 }

@@ -2,6 +2,8 @@
 //! returns unfinished jobs to the queue on shutdown. `serve` runs one pool beside the API and
 //! `registrar worker` runs one alone; any number of pools share one database.
 
+mod batch;
+
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,26 +14,30 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, error, info, info_span, warn};
+use tracing::{Instrument, Span, debug, error, info, info_span, warn};
 
 use super::model::{Job, JobKind, JobState, JobUpdate};
 use super::result::enrollment_result;
-use crate::audit::AuditEventType;
 use crate::audit::{self, enrollment};
+use crate::audit::{AuditEvent, AuditEventType};
 use crate::clock;
 use crate::domain::enrollment::{EnrollmentOutcome, EnrollmentRequest, EnrollmentRules};
 use crate::domain::error::DomainError;
 use crate::resilience::breaker::{Breaker, Breakers};
 use crate::saga::model::{Saga, SagaStatus};
 use crate::saga::runner::{JobLease, Progress, SagaIds, SagaRunner, job_result, saga_event};
-use crate::store::{StepWrite, Store, StoreError};
+use crate::store::{EnrollmentResult, StepWrite, Store, StoreError};
 use crate::telemetry::context::{self, RequestIds};
 use crate::telemetry::metrics as names;
+use batch::split_claim;
 
 /// Settings of one worker pool.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
+    /// Worker tasks per pool; each runs one job or one batch of inscription jobs at a time.
     pub concurrency: usize,
+    /// Inscription jobs a task runs in one database transaction.
+    pub batch_size: usize,
     pub lease: Duration,
     pub poll_interval: Duration,
     pub soft_time_limit: Duration,
@@ -191,12 +197,13 @@ impl Pool {
             } else {
                 self.settings.concurrency.saturating_sub(tasks.len())
             };
+            let limit = free * self.settings.batch_size.max(1);
             let claimed = if free > 0 {
                 // A claim can wait many seconds for a locked database, so shutdown interrupts
                 // it. Jobs that an interrupted claim still committed are leased to this owner,
                 // and `release_jobs` below returns them to the queue.
                 tokio::select! {
-                    claimed = self.claim(free) => claimed,
+                    claimed = self.claim(limit) => claimed,
                     _ = shutdown.cancelled() => break,
                 }
             } else {
@@ -204,10 +211,10 @@ impl Pool {
             };
             drop(gate);
             let claimed_count = claimed.len();
-            for job in claimed {
-                tasks.spawn(self.clone().run_job(job));
+            for chunk in split_claim(claimed, free) {
+                tasks.spawn(self.clone().run_chunk(chunk));
             }
-            if claimed_count == free && free > 0 {
+            if claimed_count == limit && free > 0 {
                 // A full batch: there may be more work, so claim again without waiting.
                 continue;
             }
@@ -285,24 +292,21 @@ impl Pool {
     }
 
     async fn run_job(self, job: Job) {
-        let span = info_span!(
-            "job",
-            task_id = %job.task_id,
-            kind = job.kind.as_str(),
-            correlation_id = %job.correlation_id,
-            request_id = job.request_id.as_deref().unwrap_or(""),
-            attempt = job.attempts,
-        );
         self.running
             .lock()
             .expect("lock")
             .insert(job.task_id.clone());
-        let ids = RequestIds {
-            correlation_id: job.correlation_id.clone(),
-            request_id: job.request_id.clone(),
-        };
         self.status.active.fetch_add(1, Ordering::SeqCst);
-        context::scope(ids, self.run_job_inner(&job).instrument(span)).await;
+        context::scope(
+            job_ids(&job),
+            self.run_job_inner(&job).instrument(job_span(&job)),
+        )
+        .await;
+        self.job_done(&job);
+    }
+
+    /// Updates the pool's counters and stops renewing the lease of a job that ran.
+    fn job_done(&self, job: &Job) {
         self.status.active.fetch_sub(1, Ordering::SeqCst);
         self.status.processed.fetch_add(1, Ordering::SeqCst);
         self.running.lock().expect("lock").remove(&job.task_id);
@@ -322,8 +326,17 @@ impl Pool {
         }
         debug!("job started");
         let started = std::time::Instant::now();
+        let outcome = self.with_time_limits(self.execute(job)).await;
+        self.report(job, &outcome, started).await;
+    }
+
+    /// Runs `run`, warning once past the soft time limit and dropping it, which rolls back
+    /// its open transaction, past the hard one.
+    async fn with_time_limits<T>(
+        &self,
+        run: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<Result<T, StoreError>, tokio::time::error::Elapsed> {
         let soft = self.settings.soft_time_limit;
-        let run = self.execute(job);
         let watched = async {
             tokio::pin!(run);
             tokio::select! {
@@ -334,8 +347,18 @@ impl Pool {
                 }
             }
         };
-        let outcome = tokio::time::timeout(self.settings.time_limit, watched).await;
-        let outcome_label = match &outcome {
+        tokio::time::timeout(self.settings.time_limit, watched).await
+    }
+
+    /// Records a job run's duration and logs its end, or schedules its retry or marks it
+    /// `FAILURE`.
+    async fn report(
+        &self,
+        job: &Job,
+        outcome: &Result<Result<(), StoreError>, tokio::time::error::Elapsed>,
+        started: std::time::Instant,
+    ) {
+        let outcome_label = match outcome {
             Ok(Ok(())) => "success",
             Ok(Err(e)) if e.is_transient() => "retry",
             Ok(Err(_)) => "failure",
@@ -351,7 +374,7 @@ impl Pool {
                     "job finished"
                 );
             }
-            Ok(Err(e)) if e.is_transient() => self.retry(job, &e).await,
+            Ok(Err(e)) if e.is_transient() => self.retry(job, e).await,
             Ok(Err(e)) => {
                 error!(error = %e, "job failed with a non-transient store error");
                 let meta = json!({
@@ -418,37 +441,8 @@ impl Pool {
                 return Ok(());
             }
         };
-        let ids = SagaIds {
-            task_id: Some(&job.task_id),
-            correlation_id: &job.correlation_id,
-            request_id: job.request_id.as_deref(),
-        };
-        let finish = |outcome: &Result<_, _>| {
-            let saga = match outcome {
-                Ok(outcome) => self.saga.saga_for_enrollment(&ids, &request, outcome),
-                Err(rejection) => self.saga.saga_for_rejection(&ids, &request, rejection),
-            };
-            let job = if saga.status.is_finished() {
-                JobUpdate {
-                    state: JobState::Success,
-                    meta: None,
-                    result: Some(enrollment_result(outcome)),
-                }
-            } else {
-                JobUpdate {
-                    state: JobState::Progress,
-                    meta: Some(json!({
-                        "message": "Inscripción registrada; completando el cobro y la notificación",
-                        "saga_id": saga.saga_id,
-                    })),
-                    result: None,
-                }
-            };
-            StepWrite {
-                job,
-                saga: Some(saga),
-            }
-        };
+        let ids = saga_ids(job);
+        let finish = |outcome: &EnrollmentResult| self.step_write(&ids, &request, outcome);
         let done = self
             .store
             .run_enrollment_step(
@@ -461,27 +455,56 @@ impl Pool {
                 &finish,
             )
             .await?;
-        match &done {
-            Some(Ok(outcome)) => info!(
-                registro_academico = %request.registro_academico,
-                codigo_periodo = %request.codigo_periodo,
-                codigo_inscripcion = %outcome.inscripcion.codigo_inscripcion,
-                new_groups = outcome.new_details.len(),
-                "enrollment committed"
-            ),
-            Some(Err(rejection)) => info!(
-                registro_academico = %request.registro_academico,
-                codigo_periodo = %request.codigo_periodo,
-                error_code = rejection.code.as_str(),
-                grupo = rejection.grupo.as_deref().unwrap_or(""),
-                "enrollment rejected"
-            ),
-            None => warn!("lease lost before commit; the enrollment was rolled back"),
+        if let Some(event) = log_step(&request, &done) {
+            audit::store_events(self.store.as_ref(), &[event]).await;
         }
-        if let Some(outcome) = &done {
-            self.audit_outcome("run_job", &request, outcome).await;
+        self.continue_saga(job, &done).await
+    }
+
+    /// Builds what an inscription job's step writes with its enrollment: the saga that logs
+    /// the request, and the job's result, or its progress while the saga has steps left.
+    fn step_write(
+        &self,
+        ids: &SagaIds<'_>,
+        request: &EnrollmentRequest,
+        outcome: &EnrollmentResult,
+    ) -> StepWrite {
+        let saga = match outcome {
+            Ok(outcome) => self.saga.saga_for_enrollment(ids, request, outcome),
+            Err(rejection) => self.saga.saga_for_rejection(ids, request, rejection),
+        };
+        let job = if saga.status.is_finished() {
+            JobUpdate {
+                state: JobState::Success,
+                meta: None,
+                result: Some(enrollment_result(outcome)),
+            }
+        } else {
+            JobUpdate {
+                state: JobState::Progress,
+                meta: Some(json!({
+                    "message": "Inscripción registrada; completando el cobro y la notificación",
+                    "saga_id": saga.saga_id,
+                })),
+                result: None,
+            }
+        };
+        StepWrite {
+            job,
+            saga: Some(saga),
         }
+    }
+
+    /// Runs the remaining steps of the saga of an inscription job whose enrollment committed.
+    /// `done` is `None` when the lease was lost and nothing committed.
+    async fn continue_saga(
+        &self,
+        job: &Job,
+        done: &Option<EnrollmentResult>,
+    ) -> Result<(), StoreError> {
+        // Without participants every saga is written finished, so there is nothing to read.
         if matches!(done, Some(Ok(_)))
+            && self.saga.has_participants()
             && let Some(saga) = self.store.saga_for_task(&job.task_id).await?
             && !saga.status.is_finished()
         {
@@ -688,10 +711,7 @@ impl Pool {
         request: &EnrollmentRequest,
         outcome: &Result<EnrollmentOutcome, DomainError>,
     ) {
-        let event = match outcome {
-            Ok(outcome) => enrollment::created(action, request, outcome),
-            Err(rejection) => enrollment::rejected(action, request, rejection),
-        };
+        let event = outcome_event(action, request, outcome);
         audit::record(self.store.as_ref(), event).await;
     }
 
@@ -723,6 +743,71 @@ impl Pool {
             }
         }
     }
+}
+
+/// Logs an inscription job's committed or rejected enrollment, or its lost lease, and
+/// returns the enrollment's audit event, logged and ready to store. `done` is `None` when the
+/// lease was lost and nothing committed.
+fn log_step(request: &EnrollmentRequest, done: &Option<EnrollmentResult>) -> Option<AuditEvent> {
+    match done {
+        Some(Ok(outcome)) => info!(
+            registro_academico = %request.registro_academico,
+            codigo_periodo = %request.codigo_periodo,
+            codigo_inscripcion = %outcome.inscripcion.codigo_inscripcion,
+            new_groups = outcome.new_details.len(),
+            "enrollment committed"
+        ),
+        Some(Err(rejection)) => info!(
+            registro_academico = %request.registro_academico,
+            codigo_periodo = %request.codigo_periodo,
+            error_code = rejection.code.as_str(),
+            grupo = rejection.grupo.as_deref().unwrap_or(""),
+            "enrollment rejected"
+        ),
+        None => warn!("lease lost before commit; the enrollment was rolled back"),
+    }
+    let outcome = done.as_ref()?;
+    Some(audit::log(outcome_event("run_job", request, outcome)))
+}
+
+/// Builds the audit event of a committed or rejected enrollment.
+fn outcome_event(
+    action: &str,
+    request: &EnrollmentRequest,
+    outcome: &Result<EnrollmentOutcome, DomainError>,
+) -> AuditEvent {
+    match outcome {
+        Ok(outcome) => enrollment::created(action, request, outcome),
+        Err(rejection) => enrollment::rejected(action, request, rejection),
+    }
+}
+
+/// The saga ids of an inscription job.
+fn saga_ids(job: &Job) -> SagaIds<'_> {
+    SagaIds {
+        task_id: Some(&job.task_id),
+        correlation_id: &job.correlation_id,
+        request_id: job.request_id.as_deref(),
+    }
+}
+
+/// The ids that a job's logs, audit events and outbound calls carry.
+fn job_ids(job: &Job) -> RequestIds {
+    RequestIds {
+        correlation_id: job.correlation_id.clone(),
+        request_id: job.request_id.clone(),
+    }
+}
+
+fn job_span(job: &Job) -> Span {
+    info_span!(
+        "job",
+        task_id = %job.task_id,
+        kind = job.kind.as_str(),
+        correlation_id = %job.correlation_id,
+        request_id = job.request_id.as_deref().unwrap_or(""),
+        attempt = job.attempts,
+    )
 }
 
 fn progress_meta(total: usize, processed: usize, successful: usize, failed: usize) -> Value {

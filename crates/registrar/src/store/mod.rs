@@ -79,6 +79,33 @@ pub struct StepWrite {
     pub saga: Option<Saga>,
 }
 
+/// A committed enrollment, or the business rule that rejected it.
+pub type EnrollmentResult = Result<EnrollmentOutcome, DomainError>;
+
+/// One leased inscription job of an enrollment batch.
+pub struct BatchStep<'a> {
+    pub task_id: &'a str,
+    pub request: &'a EnrollmentRequest,
+    pub finish: StepFinish<'a>,
+}
+
+/// What an enrollment batch did with one of its jobs.
+#[derive(Debug)]
+pub enum BatchOutcome {
+    /// The enrollment or its rejection, the job update and the saga committed with the batch.
+    Done(EnrollmentResult),
+    /// The worker no longer holds the job's lease, so nothing was written for it.
+    LeaseLost,
+    /// A saga is already logged for the job: its enrollment committed in an earlier run.
+    /// Nothing was written, and the job must resume its saga on its own.
+    SagaLogged,
+    /// The job needed a row lock that another transaction held, so its writes were rolled
+    /// back and it must run on its own. Only PostgreSQL defers jobs.
+    Deferred,
+    /// A non-transient store error; the job's writes were rolled back.
+    Failed(StoreError),
+}
+
 /// Builds the saga of a synchronous enrollment that committed; it is written in the same
 /// transaction.
 pub type SagaFor<'a> = &'a (dyn Fn(&EnrollmentOutcome) -> Saga + Send + Sync);
@@ -266,6 +293,20 @@ pub trait Store: Send + Sync {
         finish: StepFinish<'_>,
     ) -> Result<Option<Result<EnrollmentOutcome, DomainError>>, StoreError>;
 
+    /// Runs the enrollment steps of several leased inscription jobs in one transaction, in
+    /// the order given, and returns one outcome per step. Each job's enrollment, job update
+    /// and saga sit inside a savepoint, so a rejection or a lost lease rolls back that job
+    /// only. An `Err` means nothing was written for any job: a transient error aborts the
+    /// whole batch.
+    async fn run_enrollment_batch(
+        &self,
+        owner: &str,
+        steps: &[BatchStep<'_>],
+        rules: &EnrollmentRules,
+        today: Date,
+        now_ms: i64,
+    ) -> Result<Vec<BatchOutcome>, StoreError>;
+
     /// Writes a job update if `owner` still holds the lease; returns whether it did.
     async fn update_job(
         &self,
@@ -414,8 +455,8 @@ pub trait Store: Send + Sync {
     async fn saga_counts(&self) -> Result<SagaCounts, StoreError>;
     // Audit trail.
 
-    /// Stores one audit event in its own transaction.
-    async fn insert_audit_event(&self, event: &AuditEvent) -> Result<(), StoreError>;
+    /// Stores audit events in one transaction.
+    async fn insert_audit_events(&self, events: &[AuditEvent]) -> Result<(), StoreError>;
 
     /// Lists the events that match `filter`, newest first, at most `filter.limit`.
     async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;

@@ -50,14 +50,21 @@ const CLAIM_JOBS: &str = concat!(
     job_columns!()
 );
 
-const RENEW_LEASES: &str = "UPDATE job SET lease_expires_at = $1 WHERE lease_owner = $2 \
-     AND state IN ('STARTED', 'PROGRESS') AND task_id = ANY($3)";
+/// Locks the rows in `task_id` order before updating them, the order in which an enrollment
+/// batch locks its jobs, so that renewing the leases of a running batch cannot deadlock
+/// with it.
+const RENEW_LEASES: &str = "UPDATE job SET lease_expires_at = $1 WHERE task_id IN ( \
+        SELECT task_id FROM job WHERE lease_owner = $2 \
+        AND state IN ('STARTED', 'PROGRESS') AND task_id = ANY($3) \
+        ORDER BY task_id FOR UPDATE)";
 
 /// Returns the owner's unfinished jobs to the queue. The attempt did not run to an outcome,
-/// so it is not counted.
+/// so it is not counted. Rows are locked in `task_id` order, as in `RENEW_LEASES`.
 const RELEASE_JOBS: &str = "UPDATE job SET state = 'PENDING', lease_owner = NULL, lease_expires_at = NULL, \
      attempts = GREATEST(attempts - 1, 0) \
-     WHERE lease_owner = $1 AND state IN ('STARTED', 'PROGRESS')";
+     WHERE task_id IN ( \
+        SELECT task_id FROM job WHERE lease_owner = $1 AND state IN ('STARTED', 'PROGRESS') \
+        ORDER BY task_id FOR UPDATE)";
 
 /// Locks the job row when the worker holds its lease.
 const LOCK_LEASED_JOB: &str = concat!(sql::select_lease!(), " FOR UPDATE");

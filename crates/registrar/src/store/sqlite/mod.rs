@@ -6,6 +6,7 @@
 //! `registrar worker`) wait on the busy timeout.
 
 mod audit;
+mod batch;
 mod catalog;
 mod convert;
 mod historial;
@@ -27,7 +28,10 @@ use time::Date;
 
 use self::tx::SqliteTx;
 use super::sql;
-use super::{Backend, JobWrite, PoolStats, QueueDepth, SagaFor, StepFinish, Store, StoreError};
+use super::{
+    Backend, BatchOutcome, BatchStep, JobWrite, PoolStats, QueueDepth, SagaFor, StepFinish, Store,
+    StoreError,
+};
 use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
 use crate::domain::catalog::{Catalog, CatalogKeys, LoadReport};
 use crate::domain::enrollment::{
@@ -486,6 +490,18 @@ impl Store for SqliteStore {
         self.renew(task_ids, owner, until_ms).await
     }
 
+    async fn run_enrollment_batch(
+        &self,
+        owner: &str,
+        steps: &[BatchStep<'_>],
+        rules: &EnrollmentRules,
+        today: Date,
+        now_ms: i64,
+    ) -> Result<Vec<BatchOutcome>, StoreError> {
+        self.enrollment_batch(owner, steps, rules, today, now_ms)
+            .await
+    }
+
     async fn run_enrollment_step(
         &self,
         task_id: &str,
@@ -738,8 +754,8 @@ impl Store for SqliteStore {
         }
     }
 
-    async fn insert_audit_event(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        self.insert_audit(event).await
+    async fn insert_audit_events(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
+        self.insert_audit(events).await
     }
 
     async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {

@@ -74,6 +74,13 @@ async fn billing_failures_open_breaker() {
     );
     assert_eq!(breaker(&app, "billing").await["state"], "open");
     assert_eq!(billing.received().len(), 2);
+    let (status, health) = app.get("/health").await;
+    assert_eq!(
+        status, 200,
+        "an open breaker degrades the service, it does not stop it"
+    );
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["components"]["circuit_breakers"], "degraded");
 
     // The next enrollment's charge is rejected by the breaker without a call to billing.
     let queued = app.enqueue("RA0002", "2024-2", &["G-ELC106-E"]).await;

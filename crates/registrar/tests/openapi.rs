@@ -164,3 +164,25 @@ fn operation_ids_are_unique() {
     }
     assert!(seen.len() > 40, "{seen:?}");
 }
+
+#[test]
+fn enrollment_endpoints_document_the_idempotency_key() {
+    let doc = serde_json::to_value(document()).expect("document as JSON");
+    for path in [
+        "/api/v1/inscripciones",
+        "/api/v1/inscripciones/sync",
+        "/api/v1/queue/inscripciones/async",
+        "/api/v1/queue/inscripciones/async-by-groups",
+        "/api/v1/queue/inscripciones/bulk-async",
+    ] {
+        let parameters = doc["paths"][path]["post"]["parameters"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{path} has no parameters"));
+        assert!(
+            parameters
+                .iter()
+                .any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header"),
+            "{path}: {parameters:?}"
+        );
+    }
+}

@@ -14,6 +14,7 @@ use super::error::ApiError;
 use super::schemas;
 use crate::clock;
 use crate::domain::error::ErrorCode;
+use crate::resilience::breaker::BreakerState;
 use crate::store::QueueDepth;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -31,6 +32,26 @@ struct Check {
 
 fn elapsed_ms(started: Instant) -> f64 {
     (started.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0
+}
+
+/// Reports the circuit breakers: degraded while any is open or half-open, because the calls
+/// it guards are being rejected (an open `database` breaker turns `/api/v1` requests away
+/// even after the database itself answers again).
+async fn check_breakers(state: &AppState) -> Check {
+    let stats = state.saga.breakers().stats_all().await;
+    let not_closed: Vec<String> = stats
+        .iter()
+        .filter(|s| s.state != BreakerState::Closed)
+        .map(|s| format!("{}: {}", s.name, s.state.as_str()))
+        .collect();
+    let degraded = !not_closed.is_empty();
+    Check {
+        status: if degraded { "degraded" } else { "healthy" },
+        down: false,
+        degraded,
+        required: false,
+        details: json!({ "not_closed": not_closed }),
+    }
 }
 
 async fn check_database(state: &AppState) -> Check {
@@ -184,11 +205,13 @@ pub async fn health(State(state): State<AppState>) -> Result<impl IntoResponse, 
         check_queue(&state)
     );
     let workers = check_workers(&state);
+    let breakers = check_breakers(&state).await;
     let checks = [
         ("database", &database),
         ("redis", &redis),
         ("workers", &workers),
         ("queue", &queue),
+        ("circuit_breakers", &breakers),
     ];
 
     let down: Vec<&str> = checks

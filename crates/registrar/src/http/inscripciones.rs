@@ -82,6 +82,7 @@ async fn load_full(state: &AppState, codigo: &str) -> Result<InscripcionFull, Ap
     path = "/api/v1/inscripciones",
     tag = "inscripciones",
     request_body = crate::domain::validation::InscripcionCreate,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 printable ASCII characters; a repeat of the request replays its answer (see docs/resilience.md)")),
     responses(
         (status = 202, description = "Queued", body = schemas::AsyncCreated),
         (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = schemas::ErrorEnvelope),
@@ -125,8 +126,11 @@ pub async fn create_async(
     path = "/api/v1/inscripciones/sync",
     tag = "inscripciones",
     request_body = crate::domain::validation::InscripcionCreate,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 printable ASCII characters; a repeat of the request replays its answer (see docs/resilience.md)")),
     responses(
         (status = 201, description = "Enrolled in every group", body = schemas::Inscripcion),
+        (status = 402, description = "FEE_REJECTED: billing declined the fee and the enrollment was withdrawn", body = schemas::ErrorEnvelope),
+        (status = 503, description = "CIRCUIT_BREAKER_OPEN, or FEE_ASSESSMENT_FAILED when billing could not be reached", body = schemas::ErrorEnvelope),
         (status = 403, description = "Student blocked, inactive or suspended", body = schemas::ErrorEnvelope),
         (status = 404, description = "Student, period or group not found", body = schemas::ErrorEnvelope),
         (status = 409, description = "Rejected by an enrollment rule: GRUPO_SIN_CUPO, CONFLICTO_HORARIO, INSCRIPCION_DUPLICADA, …", body = schemas::ErrorEnvelope),

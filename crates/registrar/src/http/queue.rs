@@ -91,6 +91,7 @@ fn task_response(task_id: &str, message: String, ctx: &RequestContext) -> Value 
     path = "/api/v1/queue/inscripciones/async",
     tag = "queue",
     request_body = crate::domain::validation::InscripcionCreate,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 printable ASCII characters; a repeat of the request replays its answer (see docs/resilience.md)")),
     responses(
         (status = 202, description = "Queued", body = schemas::TaskResponse),
         (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = schemas::ErrorEnvelope),
@@ -128,6 +129,7 @@ pub async fn enqueue_async(
     path = "/api/v1/queue/inscripciones/async-by-groups",
     tag = "queue",
     request_body = crate::domain::validation::InscripcionCreate,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 printable ASCII characters; a repeat of the request replays its answer (see docs/resilience.md)")),
     responses(
         (status = 202, description = "Queued as one atomic job with a view id per group", body = schemas::MultipleTasksResponse),
         (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = schemas::ErrorEnvelope),
@@ -185,6 +187,7 @@ pub async fn enqueue_by_groups(
     path = "/api/v1/queue/inscripciones/bulk-async",
     tag = "queue",
     request_body = Vec<crate::domain::validation::InscripcionCreate>,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 printable ASCII characters; a repeat of the request replays its answer (see docs/resilience.md)")),
     responses(
         (status = 202, description = "Queued; items run in order, each atomic", body = schemas::TaskResponse),
         (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = schemas::ErrorEnvelope),

@@ -49,8 +49,8 @@ impl Endpoint {
     }
 }
 
-/// Where a request's key came from. A header key reused with another body is the client's
-/// mistake (422); a body key cannot be reused with another body.
+/// The origin of a request's key. A header key reused with another body is the client's
+/// mistake (422), and a body key cannot be reused with another body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeySource {
     Header,
@@ -66,7 +66,7 @@ pub struct RequestKey {
     pub fingerprint: String,
 }
 
-/// Why an `Idempotency-Key` header was refused.
+/// The reason an `Idempotency-Key` header was rejected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidKey(pub &'static str);
 
@@ -203,12 +203,12 @@ pub struct NewRecord {
     pub expires_at_ms: i64,
 }
 
-/// What the store decided for a request whose key it was asked to record.
+/// The store's decision for a request whose key it was asked to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
     /// The record was written (with the job, for a queued request): run the request.
     Fresh,
-    /// A finished success holds the key: answer with the stored response.
+    /// A finished success owns the key: respond with the stored response.
     Replay(StoredResponse),
     /// The request holding the key has not finished.
     InFlight,
@@ -241,7 +241,7 @@ pub struct Existing {
     pub job_result: Option<String>,
 }
 
-/// What to do with a request whose key a record already holds.
+/// The next step for a request whose key already has a record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// Overwrite the record and run the request afresh.
@@ -435,7 +435,7 @@ mod tests {
     }
 
     #[test]
-    fn the_endpoint_enters_the_fingerprint_only() {
+    fn fingerprint_includes_the_endpoint() {
         let body = request("EST001", "2024-2", &["A"]);
         let a = request_key(Endpoint::Async, Some("k"), &body);
         let b = request_key(Endpoint::ByGroups, Some("k"), &body);

@@ -34,9 +34,9 @@ pub fn header_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         })
 }
 
-/// How long a synchronous request's pending record blocks its key before it counts as
-/// abandoned by a process that died. A synchronous saga may outlive its request (it goes on
-/// after a timeout), so the bound is the request timeout twice plus ten minutes.
+/// Returns how long a synchronous request's pending record blocks its key before it counts
+/// as abandoned by a process that died. A synchronous saga may outlive its request (it goes
+/// on after a timeout), so the bound is twice the request timeout plus ten minutes.
 pub fn pending_timeout_ms(state: &AppState) -> i64 {
     (state.config.request_timeout_seconds as i64 * 2 + 600) * 1000
 }
@@ -66,8 +66,8 @@ pub fn new_record(
     }
 }
 
-/// A JSON response with exactly these bytes, so a replay repeats the first answer byte for
-/// byte.
+/// Builds a JSON response with exactly these bytes, so a replay repeats the first response
+/// byte for byte.
 pub fn raw_json(status: StatusCode, body: String) -> Response {
     let mut response = (status, body).into_response();
     response.headers_mut().insert(
@@ -86,7 +86,7 @@ fn replay(stored: StoredResponse) -> Response {
     response
 }
 
-/// Answers a request whose key an earlier request holds.
+/// Builds the response to a request whose key belongs to an earlier request.
 pub fn answer(claim: Claim, key: &RequestKey) -> Response {
     match claim {
         Claim::Replay(stored) => replay(stored),
@@ -111,8 +111,8 @@ pub fn answer(claim: Claim, key: &RequestKey) -> Response {
     }
 }
 
-/// Answers from the Redis cache when it holds a finished success for the key. A Redis
-/// failure, or the `redis` breaker rejecting the call, is a miss: the database answers.
+/// Replays from the Redis cache when it contains a finished success for the key. A Redis
+/// failure, or the `redis` breaker rejecting the call, is a miss, and the database responds.
 pub async fn cached_replay(state: &AppState, key: &RequestKey) -> Option<Response> {
     let redis = state.redis.as_ref()?;
     let lookup = idempotency::cache_get(redis, &key.key);
@@ -148,7 +148,7 @@ pub async fn remember(state: &AppState, key: &RequestKey, claim: &Claim) {
             None => put.await.map_err(|e| e.to_string()),
         };
         if let Err(e) = written {
-            tracing::warn!(error = %e, idempotency_key = %key.key, "caching the replay failed; the database answers the next one");
+            tracing::warn!(error = %e, idempotency_key = %key.key, "caching the replay failed; the database serves the next one");
         }
     }
 }
@@ -197,7 +197,7 @@ pub async fn enqueue_once(
         Claim::InFlight => "in_flight",
         _ => "reused",
     };
-    tracing::info!(idempotency_key = %key.key, outcome, "repeated request answered from its idempotency record");
+    tracing::info!(idempotency_key = %key.key, outcome, "repeated request served from its idempotency record");
     Ok(answer(claim, &key))
 }
 

@@ -82,7 +82,7 @@ async fn load_full(state: &AppState, codigo: &str) -> Result<InscripcionFull, Ap
     path = "/api/v1/inscripciones",
     tag = "inscripciones",
     request_body = crate::domain::validation::InscripcionCreate,
-    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 printable ASCII characters; a repeat of the request replays its answer (see docs/resilience.md)")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 printable ASCII characters; a repeat of the request replays its response (see docs/resilience.md)")),
     responses(
         (status = 202, description = "Queued", body = schemas::AsyncCreated),
         (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = schemas::ErrorEnvelope),
@@ -120,13 +120,13 @@ pub async fn create_async(
 
 /// `POST /api/v1/inscripciones/sync`: enrolls within the request; an existing inscription
 /// for the period is `INSCRIPCION_DUPLICADA`. The request's saga runs to its end before the
-/// response: a declined fee withdraws the enrollment and answers the error.
+/// response: a declined fee withdraws the enrollment and returns the error.
 #[utoipa::path(
     post,
     path = "/api/v1/inscripciones/sync",
     tag = "inscripciones",
     request_body = crate::domain::validation::InscripcionCreate,
-    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 printable ASCII characters; a repeat of the request replays its answer (see docs/resilience.md)")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 printable ASCII characters; a repeat of the request replays its response (see docs/resilience.md)")),
     responses(
         (status = 201, description = "Enrolled in every group", body = schemas::Inscripcion),
         (status = 402, description = "FEE_REJECTED: billing declined the fee and the enrollment was withdrawn", body = schemas::ErrorEnvelope),
@@ -192,9 +192,9 @@ pub async fn create_sync(
         return Ok(answer(claim, &key));
     }
     state.idempotency.miss();
-    // The enrollment and its saga run in their own task: a client that disconnects, or a
-    // request that hits its timeout, must not stop a saga half way, and the task still
-    // records the outcome for the key, so a retry gets the answer.
+    // The enrollment and its saga run in their own task, so a client that disconnects, or
+    // a request that hits its timeout, does not stop a saga half way. The task still records
+    // the outcome for the key, so a retry gets the response.
     let ids = crate::telemetry::context::current();
     let work = async move {
         let outcome = enroll_with_saga(&state, &ctx, &request).await;
@@ -228,7 +228,7 @@ pub async fn create_sync(
     })?
 }
 
-/// The error a request answers when its saga did not complete.
+/// Builds the error a request returns when its saga did not complete.
 fn saga_error(saga: &Saga) -> ApiError {
     if saga.status == SagaStatus::Compensating {
         // Billing cannot be reached to cancel the fee yet; the workers finish the

@@ -29,8 +29,8 @@ fn new_id() -> String {
 }
 
 /// Queues one enrollment job, with per-group view ids when `views` is non-empty, once per
-/// idempotency key, and responds with `respond(task_id)` (or the stored answer of an
-/// earlier request with the same key).
+/// idempotency key, and responds with `respond(task_id)` (or the stored response of
+/// an earlier request with the same key).
 pub async fn enqueue_inscription(
     state: &AppState,
     ctx: &RequestContext,
@@ -91,7 +91,7 @@ fn task_response(task_id: &str, message: String, ctx: &RequestContext) -> Value 
     path = "/api/v1/queue/inscripciones/async",
     tag = "queue",
     request_body = crate::domain::validation::InscripcionCreate,
-    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 printable ASCII characters; a repeat of the request replays its answer (see docs/resilience.md)")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 printable ASCII characters; a repeat of the request replays its response (see docs/resilience.md)")),
     responses(
         (status = 202, description = "Queued", body = schemas::TaskResponse),
         (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = schemas::ErrorEnvelope),
@@ -129,7 +129,7 @@ pub async fn enqueue_async(
     path = "/api/v1/queue/inscripciones/async-by-groups",
     tag = "queue",
     request_body = crate::domain::validation::InscripcionCreate,
-    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 printable ASCII characters; a repeat of the request replays its answer (see docs/resilience.md)")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 printable ASCII characters; a repeat of the request replays its response (see docs/resilience.md)")),
     responses(
         (status = 202, description = "Queued as one atomic job with a view id per group", body = schemas::MultipleTasksResponse),
         (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = schemas::ErrorEnvelope),
@@ -187,7 +187,7 @@ pub async fn enqueue_by_groups(
     path = "/api/v1/queue/inscripciones/bulk-async",
     tag = "queue",
     request_body = Vec<crate::domain::validation::InscripcionCreate>,
-    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 printable ASCII characters; a repeat of the request replays its answer (see docs/resilience.md)")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 printable ASCII characters; a repeat of the request replays its response (see docs/resilience.md)")),
     responses(
         (status = 202, description = "Queued; items run in order, each atomic", body = schemas::TaskResponse),
         (status = 422, description = "Invalid request: VALIDATION_ERROR naming the field", body = schemas::ErrorEnvelope),
@@ -245,7 +245,7 @@ pub async fn enqueue_bulk(
     Ok(response)
 }
 
-/// Whether a response queued a new job, rather than answering from an idempotency record.
+/// Returns whether a response queued a new job, rather than replaying an idempotency record.
 fn is_fresh(response: &Response) -> bool {
     response.status() == StatusCode::ACCEPTED
         && !response

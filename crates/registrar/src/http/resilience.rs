@@ -22,8 +22,8 @@ use crate::idempotency;
 use crate::resilience::breaker::{BreakerState, Rejected};
 use crate::saga::model::{SagaQuery, SagaStatus};
 
-/// The idempotency section of the monitoring endpoints: records in the database, and this
-/// process's replay hits and misses.
+/// Builds the idempotency section of the monitoring endpoints: records in the database, and
+/// this process's replay hits and misses.
 pub async fn idempotency_stats(state: &AppState) -> Value {
     let total = state.store.idempotency_count(clock::now_ms()).await;
     let redis_connected = match &state.redis {
@@ -80,6 +80,7 @@ pub async fn invalidate_key(
     Path(key): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
     require_admin(&state, &headers, peer.as_ref().map(|Extension(p)| p))?;
+
     let key = idempotency::strip_prefix(&key).to_owned();
     // Keys are `inscription:` plus at most 255 characters of a client's key.
     if key.is_empty() || key.len() > 300 {
@@ -90,12 +91,14 @@ pub async fn invalidate_key(
             input: json!(key.chars().take(50).collect::<String>()),
         }]));
     }
+
     let deleted = state.store.delete_idempotency(&key).await?;
     if let Some(redis) = &state.redis
         && let Err(e) = idempotency::cache_delete(redis, std::slice::from_ref(&key)).await
     {
-        tracing::warn!(error = %e, "dropping the cached replay failed; it expires with its TTL");
+        tracing::warn!(error = %e, idempotency_key = %key, "dropping the cached replay failed; it expires with its TTL");
     }
+
     let event = AuditEvent::new(
         AuditEventType::IdempotencyInvalidated,
         "idempotency_key",
@@ -175,7 +178,7 @@ pub async fn sagas(
     ))
 }
 
-/// The saga section of the statistics endpoints.
+/// Builds the saga section of the statistics endpoints.
 pub async fn saga_stats(state: &AppState) -> Value {
     match state.store.saga_counts().await {
         Ok(counts) => {
@@ -267,7 +270,7 @@ pub async fn cleanup_sagas(
     })))
 }
 
-/// The `503 CIRCUIT_BREAKER_OPEN` of a call that a breaker rejected on a request path.
+/// Builds the `503 CIRCUIT_BREAKER_OPEN` of a call that a breaker rejected on a request path.
 pub fn breaker_open(rejected: &Rejected) -> ApiError {
     let seconds = rejected.retry_after_seconds().max(1);
     let mut error = ApiError::new(
@@ -287,7 +290,7 @@ pub fn breaker_open(rejected: &Rejected) -> ApiError {
 /// Runs every API request through the `database` breaker: while it is open, requests fail
 /// fast with `503 CIRCUIT_BREAKER_OPEN` instead of each waiting for the pool timeout. A
 /// request that ends in `503 SERVICE_UNAVAILABLE` (the store could not be reached) counts
-/// as a failure; any other answer shows the database works.
+/// as a failure; any other response shows the database works.
 pub async fn database_guard(
     State(state): State<AppState>,
     request: Request,
@@ -313,7 +316,7 @@ pub async fn database_guard(
     response
 }
 
-/// The breakers section of the monitoring endpoints, as the predecessor shaped it.
+/// Builds the breakers section of the monitoring endpoints, in the predecessor's shape.
 pub async fn breakers_json(state: &AppState) -> Value {
     let breakers = state.saga.breakers();
     let all = breakers.stats_all().await;

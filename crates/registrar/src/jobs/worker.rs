@@ -419,7 +419,7 @@ impl Pool {
         }
     }
 
-    /// Whether the job's retries are counted by its saga, which compensates when they run
+    /// Returns whether the job's retries are counted by its saga, which compensates when they run
     /// out, rather than by the job.
     async fn saga_bounds_retries(&self, job: &Job) -> bool {
         job.kind == JobKind::Inscription
@@ -515,8 +515,8 @@ impl Pool {
         Ok(())
     }
 
-    /// Runs the saga's remaining steps; a participant that failed for now puts the job back
-    /// in the queue, to resume the saga from its log later.
+    /// Runs the saga's remaining steps. A participant that failed for now puts the job back
+    /// in the queue, so the saga resumes from its log later.
     async fn drive_saga(&self, job: &Job, mut saga: Saga) -> Result<(), StoreError> {
         let lease = JobLease {
             task_id: &job.task_id,
@@ -561,7 +561,7 @@ impl Pool {
         let mut results = Vec::with_capacity(total);
         let (mut successful, mut failed) = (0usize, 0usize);
 
-        // Each item's saga runs in this job after the item commits; it is not tied to the
+        // Each item's saga runs in this job after the item commits. It is not tied to the
         // job, so the recovery loop resumes it if this worker dies.
         let ids = SagaIds {
             task_id: None,

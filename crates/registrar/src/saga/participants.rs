@@ -7,8 +7,8 @@
 //! the request's `X-Correlation-ID` and `X-Request-ID`.
 //!
 //! The calls:
-//! - `POST {BILLING_URL}/charges`: 2xx accepts the fee; 400, 402, 409 and 422 decline it (an
-//!   answer, not an outage); anything else is a failure to retry.
+//! - `POST {BILLING_URL}/charges`: 2xx accepts the fee; 400, 402, 409 and 422 decline it (a
+//!   business response, not an outage); anything else is a failure to retry.
 //! - `POST {BILLING_URL}/charges/cancel`: 2xx or 404 (nothing to cancel) succeeds.
 //! - `POST {NOTIFICATION_URL}/notifications`: 2xx succeeds.
 
@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::model::{ASSESS_FEE, SEND_CONFIRMATION, Saga};
 
-/// The outbound key of one saga step.
+/// Builds the outbound idempotency key of one saga step.
 pub fn step_key(saga_id: &str, step: &str) -> String {
     format!("{saga_id}:{step}")
 }
@@ -26,10 +26,10 @@ pub fn step_key(saga_id: &str, step: &str) -> String {
 /// The step name under which a fee cancellation is sent.
 pub const CANCEL_FEE: &str = "cancel_fee";
 
-/// How a participant call ended, when it did not succeed.
+/// The failure of a participant call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallError {
-    /// The participant answered no; retrying does not change that.
+    /// The participant declined; retrying does not change that.
     Declined { status: u16, reason: String },
     /// The participant could not be reached or failed; a retry may pass.
     Failed(String),
@@ -162,7 +162,7 @@ impl Participants {
         match status {
             200..=299 => Ok(()),
             404 if not_found_is_success => Ok(()),
-            // Only these are business answers; any other 4xx (a wrong path, a refused
+            // Only these are business responses. Any other 4xx (a wrong path, a refused
             // credential) is a fault to retry and count against the breaker.
             400 | 402 | 409 | 422 => {
                 let text = response.text().await.unwrap_or_default();
@@ -171,7 +171,7 @@ impl Participants {
                     reason: text.chars().take(200).collect(),
                 })
             }
-            _ => Err(CallError::Failed(format!("answered {status}"))),
+            _ => Err(CallError::Failed(format!("responded {status}"))),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Drives a saga from its log: the fee assessment, the notification, and the compensation
 //! when the fee is declined or cannot be assessed. Every step's outcome is written before
-//! the next starts, so a run that dies anywhere is resumed by the next one from the log:
+//! the next starts, so the next run resumes a run that died anywhere from the log. Its
 //! participant calls repeat with the same idempotency key, and the withdrawal of the
 //! enrollment commits in one transaction with the saga's final status.
 
@@ -23,7 +23,7 @@ use crate::store::{JobWrite, Store, StoreError};
 use crate::telemetry::context::{self, RequestIds};
 use crate::telemetry::metrics as names;
 
-/// Where a saga stands after a run.
+/// The state of a saga after a run.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Progress {
     /// The saga ended: completed, compensated, or failed for an operator.
@@ -80,12 +80,12 @@ impl SagaRunner {
         }
     }
 
-    /// Whether a billing service is configured.
+    /// Returns whether a billing service is configured.
     pub fn has_billing(&self) -> bool {
         self.participants.has_billing()
     }
 
-    /// Whether any participant is configured, so that sagas have steps after the
+    /// Returns whether any participant is configured, so that sagas have steps after the
     /// enrollment transaction.
     pub fn has_participants(&self) -> bool {
         self.participants.has_billing() || self.participants.has_notification()
@@ -279,7 +279,7 @@ impl SagaRunner {
                 ),
                 Err(failure) => {
                     let (reason, _) = describe_failure(&failure);
-                    warn!(saga_id = %saga.saga_id, reason = %reason, "notification failed; the enrollment stands");
+                    warn!(saga_id = %saga.saga_id, reason = %reason, "notification failed; the enrollment is kept");
                     saga.mark(
                         SEND_CONFIRMATION,
                         StepStatus::Failed,
@@ -423,7 +423,7 @@ impl SagaRunner {
         }
     }
 
-    /// The breakers of this process, for the monitoring endpoints.
+    /// Returns the breakers of this process, for the monitoring endpoints.
     pub fn breakers(&self) -> &Breakers {
         &self.breakers
     }
@@ -577,7 +577,7 @@ fn describe_failure(failure: &StepFailure) -> (String, Option<Duration>) {
     }
 }
 
-/// The index, among a new saga's steps, of the step a rejection stops at.
+/// Returns the index, among a new saga's steps, of the step a rejection stops at.
 fn failing_step(rejection: &DomainError, grupos: &[String]) -> usize {
     use ErrorCode::*;
     match rejection.code {
@@ -602,8 +602,8 @@ fn failing_step(rejection: &DomainError, grupos: &[String]) -> usize {
     }
 }
 
-/// The job result a finished saga reports: the enrollment's result when it completed, the
-/// error that made it compensate otherwise.
+/// Builds the job result of a finished saga: the enrollment's result when it completed, and
+/// otherwise the error that made it compensate.
 pub fn job_result(saga: &Saga) -> Value {
     if saga.status == SagaStatus::Completed {
         return saga

@@ -382,7 +382,7 @@ pub trait Store: Send + Sync {
     // Idempotency.
 
     /// Queues `job` with its idempotency record in one transaction, unless a live record
-    /// holds the key; then nothing is written and the claim says how to answer.
+    /// owns the key. Then nothing is written and the claim tells how to respond.
     async fn enqueue_idempotent(
         &self,
         job: &NewJob,
@@ -427,8 +427,6 @@ pub trait Store: Send + Sync {
     // Sagas.
 
     async fn saga_for_task(&self, task_id: &str) -> Result<Option<Saga>, StoreError>;
-
-    async fn saga(&self, saga_id: &str) -> Result<Option<Saga>, StoreError>;
 
     /// Writes a saga's status and steps.
     async fn save_saga(&self, saga: &Saga) -> Result<(), StoreError>;

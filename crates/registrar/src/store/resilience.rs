@@ -273,21 +273,23 @@ macro_rules! resilience_queries {
             })
         }
 
+        /// Reads at most one saga with `sql`, whose only parameter is `key`.
+        async fn fetch_saga(
+            conn: &mut $conn,
+            sql: &'static str,
+            key: &str,
+        ) -> Result<Option<Saga>, StoreError> {
+            let row = sqlx::query(sql).bind(key).fetch_optional(&mut *conn).await?;
+            row.as_ref().map(saga_from_row).transpose()
+        }
+
         /// Reads one saga, locking it.
         pub async fn saga_by_id(
             conn: &mut $conn,
             saga_id: &str,
         ) -> Result<Option<Saga>, StoreError> {
-            let row = sqlx::query(concat!(
-                "SELECT ",
-                saga_columns!(),
-                " FROM saga WHERE saga_id = $1 ",
-                $lock
-            ))
-            .bind(saga_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-            row.as_ref().map(saga_from_row).transpose()
+            let sql = concat!("SELECT ", saga_columns!(), " FROM saga WHERE saga_id = $1 ", $lock);
+            fetch_saga(conn, sql, saga_id).await
         }
 
         /// Reads the saga of a job without locking it.
@@ -295,31 +297,8 @@ macro_rules! resilience_queries {
             conn: &mut $conn,
             task_id: &str,
         ) -> Result<Option<Saga>, StoreError> {
-            let row = sqlx::query(concat!(
-                "SELECT ",
-                saga_columns!(),
-                " FROM saga WHERE task_id = $1"
-            ))
-            .bind(task_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-            row.as_ref().map(saga_from_row).transpose()
-        }
-
-        /// Reads one saga without locking it.
-        pub async fn saga_by_id_unlocked(
-            conn: &mut $conn,
-            saga_id: &str,
-        ) -> Result<Option<Saga>, StoreError> {
-            let row = sqlx::query(concat!(
-                "SELECT ",
-                saga_columns!(),
-                " FROM saga WHERE saga_id = $1"
-            ))
-            .bind(saga_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-            row.as_ref().map(saga_from_row).transpose()
+            let sql = concat!("SELECT ", saga_columns!(), " FROM saga WHERE task_id = $1");
+            fetch_saga(conn, sql, task_id).await
         }
 
         pub async fn list_sagas(

@@ -690,11 +690,6 @@ impl Store for PgStore {
         self::resilience::saga_of_task_unlocked(&mut conn, task_id).await
     }
 
-    async fn saga(&self, saga_id: &str) -> Result<Option<Saga>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        self::resilience::saga_by_id_unlocked(&mut conn, saga_id).await
-    }
-
     async fn save_saga(&self, saga: &Saga) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         self::resilience::update_saga(&mut tx, saga).await?;

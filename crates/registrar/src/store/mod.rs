@@ -5,6 +5,7 @@ pub(crate) mod audit;
 pub mod error;
 pub mod postgres;
 pub(crate) mod resilience;
+pub(crate) mod snapshot;
 pub(crate) mod sql;
 pub mod sqlite;
 
@@ -99,8 +100,8 @@ pub enum BatchOutcome {
     /// A saga is already logged for the job: its enrollment committed in an earlier run.
     /// Nothing was written, and the job must resume its saga on its own.
     SagaLogged,
-    /// The job needed a row lock that another transaction held, so its writes were rolled
-    /// back and it must run on its own. Only PostgreSQL defers jobs.
+    /// A statement of the batch failed for a reason that a retry of the whole batch would
+    /// not cure, so the batch was rolled back and the job must run on its own.
     Deferred,
     /// A non-transient store error; the job's writes were rolled back.
     Failed(StoreError),

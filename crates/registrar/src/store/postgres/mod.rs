@@ -581,7 +581,11 @@ impl Store for PgStore {
         ids: &[String],
         expired_before_ms: i64,
     ) -> Result<Vec<Option<TaskRef>>, StoreError> {
+        // Planned on every call (`persistent(false)`): the job tables grow from empty during a
+        // rush, and a cached generic plan made while they were small scans them whole on
+        // every status poll until the next ANALYZE.
         let jobs = sqlx::query(sql::SELECT_JOBS_ANY)
+            .persistent(false)
             .bind(ids)
             .fetch_all(&self.pool)
             .await?
@@ -590,6 +594,7 @@ impl Store for PgStore {
             .collect::<Result<Vec<_>, _>>()?;
         let mut views = Vec::new();
         for row in sqlx::query(sql::SELECT_VIEW_JOBS_ANY)
+            .persistent(false)
             .bind(ids)
             .fetch_all(&self.pool)
             .await?

@@ -135,7 +135,9 @@ impl PgStore {
             .bind(registro_academico)
             .fetch_all(&mut *conn)
             .await?;
+        // Planned on every call, for the reason given in `find_tasks`.
         let rows = sqlx::query(sql::SELECT_STUDENT_GROUPS)
+            .persistent(false)
             .bind(registro_academico)
             .fetch_all(&mut *conn)
             .await?;

@@ -113,9 +113,14 @@ async fn write(store: &Arc<dyn Store>, mut batch: Vec<Pending>) {
         .into_iter()
         .map(|pending| (pending.request, pending.reply))
         .unzip();
+    let started = std::time::Instant::now();
     match store.enqueue_idempotent_batch(&requests).await {
         Ok(claims) => {
-            tracing::debug!(requests = requests.len(), "enqueue batch committed");
+            tracing::debug!(
+                requests = requests.len(),
+                elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "enqueue batch committed"
+            );
             for (reply, claim) in replies.into_iter().zip(claims) {
                 // The caller may have gone since; its job stays queued, as it would after
                 // a commit that raced the caller's timeout.

@@ -181,6 +181,7 @@ async fn serve(
     info!(address = %listener.local_addr()?, "listening");
     let grace = std::time::Duration::from_secs(config.shutdown_grace_seconds);
     let state = AppState::new(store, Arc::new(config), workers, breakers).with_redis(redis);
+    let enqueue_combiner = state.enqueue_combiner.clone();
     let server_shutdown = shutdown.clone();
     http::serve(
         listener,
@@ -192,6 +193,9 @@ async fn serve(
         grace,
     )
     .await?;
+    // Writes the enqueues already sent; a request still open after the grace period gets a
+    // 503 for a later one.
+    enqueue_combiner.stop().await;
     shutdown.cancel();
     if let Some(handle) = worker_handle {
         handle.await?;

@@ -1,16 +1,28 @@
 //! Idempotent enrollment requests: one job per key under races, replays byte for byte, 409
 //! while running, 422 for a key reused with another body, fresh runs after business errors
-//! and after invalidation, and the monitoring counts.
+//! and after invalidation, and the monitoring counts. The enqueues that share one
+//! transaction (group commit) are checked through HTTP and through the store.
 
 mod common;
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{TestApp, assert_invariants, fresh_db, scalar_bind, test_config};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use registrar::audit::{AuditEvent, AuditEventType};
+use registrar::idempotency::{Claim, Endpoint, KeySource, NewRecord, RequestKey};
+use registrar::jobs::model::{JobKind, NewJob};
+use registrar::store::{EnqueueCombiner, EnqueueRequest, StoreError};
 use serde_json::{Value, json};
+use tokio::sync::Barrier;
 use tokio_util::sync::CancellationToken;
 
 const BY_GROUPS: &str = "/api/v1/queue/inscripciones/async-by-groups";
+const ASYNC: &str = "/api/v1/queue/inscripciones/async";
 const WAIT: Duration = Duration::from_secs(30);
 
 fn body(ra: &str, grupos: &[&str]) -> Value {
@@ -336,4 +348,387 @@ async fn cache_stats_and_invalidation() {
         .await;
     assert_eq!(status, 200);
     assert_eq!(missing["invalidated"], false);
+}
+
+/// One request of the enqueue race.
+#[derive(Clone)]
+struct RaceRequest {
+    path: &'static str,
+    /// The `Idempotency-Key` header; `None` derives the key from the body.
+    key: Option<String>,
+    body: Value,
+}
+
+impl RaceRequest {
+    /// Returns the name under which the race groups its requests: the header, or the body.
+    fn key_name(&self) -> String {
+        match &self.key {
+            Some(key) => key.clone(),
+            None => format!("body:{}", self.body),
+        }
+    }
+}
+
+/// Sends one enqueue request; returns the status and the body text.
+async fn send(client: &reqwest::Client, base: &str, request: &RaceRequest) -> (u16, String) {
+    let mut builder = client
+        .post(format!("{base}{}", request.path))
+        .json(&request.body);
+    if let Some(key) = &request.key {
+        builder = builder.header("Idempotency-Key", key);
+    }
+    let response = builder.send().await.expect("POST");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
+}
+
+/// Builds the 100 requests of the race. 60 have a key of their own and alternate between the
+/// two endpoints. 20 share one key and body, 15 share one key with two bodies, and 5 are
+/// identical bodies without a header.
+fn race_requests() -> Vec<RaceRequest> {
+    let mut requests = Vec::new();
+    for i in 0..60 {
+        let path = if i % 2 == 0 { BY_GROUPS } else { ASYNC };
+        requests.push(RaceRequest {
+            path,
+            key: Some(format!("race-unique-{i}")),
+            body: body(&format!("RB{i:04}"), &["G-ELC102-E", "G-ELC106-E"]),
+        });
+    }
+    let shared = RaceRequest {
+        path: BY_GROUPS,
+        key: Some("race-shared".into()),
+        body: body("RA0011", &["G-ELC102-E"]),
+    };
+    requests.extend(std::iter::repeat_n(shared, 20));
+
+    let reused = RaceRequest {
+        path: ASYNC,
+        key: Some("race-reused".into()),
+        body: body("RA0012", &["G-ELC102-E"]),
+    };
+    let other_body = RaceRequest {
+        body: body("RA0013", &["G-ELC106-E"]),
+        ..reused.clone()
+    };
+    requests.extend(std::iter::repeat_n(reused, 10));
+    requests.extend(std::iter::repeat_n(other_body, 5));
+
+    let body_key = RaceRequest {
+        path: BY_GROUPS,
+        key: None,
+        body: body("RA0014", &["G-ELC108-E"]),
+    };
+    requests.extend(std::iter::repeat_n(body_key, 5));
+
+    // Spreads the repeats of each key over the tasks, the same way on every run.
+    requests.shuffle(&mut StdRng::seed_from_u64(7));
+    requests
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn enqueue_race_commits_each_key_once() {
+    let db = fresh_db().await;
+    let config = test_config(&db);
+    // Without workers every job stays queued, so a repeated key is always in flight.
+    let app = TestApp::start(db, config, false).await;
+    let requests = race_requests();
+    assert_eq!(requests.len(), 100);
+
+    // 50 tasks send two requests each, one after the other, all released at once.
+    let barrier = Arc::new(Barrier::new(50));
+    let mut tasks = Vec::new();
+    for pair in requests.chunks(2) {
+        let pair = pair.to_vec();
+        let client = app.client.clone();
+        let base = app.base.clone();
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let mut answers = Vec::new();
+            for request in pair {
+                let answer = send(&client, &base, &request).await;
+                answers.push((request, answer));
+            }
+            answers
+        }));
+    }
+    let mut by_key: BTreeMap<String, Vec<(RaceRequest, u16, String)>> = BTreeMap::new();
+    for task in tasks {
+        for (request, (status, text)) in task.await.expect("request task") {
+            by_key
+                .entry(request.key_name())
+                .or_default()
+                .push((request, status, text));
+        }
+    }
+    assert_eq!(by_key.len(), 63, "distinct keys in the race");
+
+    let mut accepted_task_ids = Vec::new();
+    for (key, answers) in &by_key {
+        let accepted: Vec<&(RaceRequest, u16, String)> = answers
+            .iter()
+            .filter(|(_, status, _)| *status == 202)
+            .collect();
+        assert_eq!(accepted.len(), 1, "key {key}: one request is accepted");
+        let (winner, _, text) = accepted[0];
+        let response: Value = serde_json::from_str(text).expect("202 body is JSON");
+        let task_id = response["main_task_id"]
+            .as_str()
+            .or(response["task_id"].as_str())
+            .unwrap_or_else(|| panic!("key {key}: 202 body has no task id: {text}"));
+        accepted_task_ids.push(task_id.to_owned());
+        for (request, status, text) in answers.iter().filter(|(_, status, _)| *status != 202) {
+            if request.body == winner.body {
+                assert_eq!(*status, 409, "key {key}: a repeat is in flight: {text}");
+                assert!(text.contains("IDEMPOTENCY_IN_FLIGHT"), "{text}");
+            } else {
+                assert_eq!(*status, 422, "key {key}: another body is rejected: {text}");
+                assert!(text.contains("IDEMPOTENCY_KEY_REUSED"), "{text}");
+            }
+        }
+    }
+    let rejected = by_key["race-reused"]
+        .iter()
+        .filter(|(_, status, _)| *status == 422)
+        .count();
+    assert!(
+        rejected == 5 || rejected == 10,
+        "the bodies that lost the reused key get 422, got {rejected}"
+    );
+
+    assert_eq!(app.count("SELECT COUNT(*) FROM job").await, 63);
+    assert_eq!(
+        app.count("SELECT COUNT(DISTINCT idempotency_key) FROM job")
+            .await,
+        63,
+        "one job per key"
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM idempotency_record").await,
+        63
+    );
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM idempotency_record r JOIN job j \
+             ON j.task_id = r.task_id AND j.idempotency_key = r.idempotency_key"
+        )
+        .await,
+        63,
+        "each record names its key's job"
+    );
+    for task_id in &accepted_task_ids {
+        let jobs = scalar_bind(
+            &app.db,
+            "SELECT CAST(COUNT(*) AS INTEGER) FROM job WHERE task_id = $1",
+            task_id,
+        )
+        .await;
+        assert_eq!(jobs, 1, "the accepted task {task_id} is queued");
+    }
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM audit_event WHERE event_type = 'INSCRIPTION_REQUESTED'")
+            .await,
+        63,
+        "one requested event per queued job"
+    );
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM job j WHERE (SELECT COUNT(*) FROM audit_event a \
+             WHERE a.event_type = 'INSCRIPTION_REQUESTED' AND a.entity_id = j.task_id \
+             AND a.request_id = j.request_id AND a.correlation_id = j.correlation_id) = 1"
+        )
+        .await,
+        63,
+        "each job has its own requested event, with the job's request and correlation ids"
+    );
+    // 30 unique by-groups requests of two groups, the shared key and the body key of one.
+    assert_eq!(app.count("SELECT COUNT(*) FROM job_group_view").await, 62);
+}
+
+/// Builds an enqueue request with a header key, one group view and its requested event.
+fn enqueue_request(key: &str, fingerprint: &str, task_id: &str) -> EnqueueRequest {
+    let now_ms = registrar::clock::now_ms();
+    let correlation_id = format!("corr-{task_id}");
+    let request_id = format!("req-{task_id}");
+    EnqueueRequest {
+        job: NewJob {
+            task_id: task_id.into(),
+            kind: JobKind::Inscription,
+            payload: body("RA0015", &["G-ELC102-E"]),
+            correlation_id: correlation_id.clone(),
+            request_id: Some(request_id.clone()),
+            idempotency_key: Some(key.into()),
+            group_views: vec![(format!("view-{task_id}"), "G-ELC102-E".into())],
+        },
+        record: NewRecord {
+            key: RequestKey {
+                key: key.into(),
+                source: KeySource::Header,
+                fingerprint: fingerprint.into(),
+            },
+            endpoint: Endpoint::ByGroups,
+            task_id: Some(task_id.into()),
+            registro_academico: Some("RA0015".into()),
+            codigo_periodo: Some("2024-2".into()),
+            correlation_id: correlation_id.clone(),
+            response_status: 202,
+            response_body: json!({ "main_task_id": task_id }).to_string(),
+            now_ms,
+            expires_at_ms: now_ms + 600_000,
+        },
+        pending_timeout_ms: 600_000,
+        audit: Some(
+            AuditEvent::new(
+                AuditEventType::InscriptionRequested,
+                "inscripcion",
+                "enqueue",
+            )
+            .entity_id(task_id)
+            .ids(correlation_id, Some(request_id)),
+        ),
+    }
+}
+
+async fn requested_events(app: &TestApp, task_id: &str) -> i64 {
+    scalar_bind(
+        &app.db,
+        "SELECT CAST(COUNT(*) AS INTEGER) FROM audit_event \
+         WHERE event_type = 'INSCRIPTION_REQUESTED' AND entity_id = $1",
+        task_id,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn batch_claims_repeated_keys_in_order() {
+    let db = fresh_db().await;
+    let config = test_config(&db);
+    let app = TestApp::start(db, config, false).await;
+    let earlier = enqueue_request("batch-c", "fp-1", "task-c0");
+    let claim = app
+        .store
+        .enqueue_idempotent(&earlier)
+        .await
+        .expect("enqueue");
+    assert_eq!(claim, Claim::Fresh);
+
+    let batch = vec![
+        enqueue_request("batch-a", "fp-1", "task-a1"),
+        enqueue_request("batch-a", "fp-1", "task-a2"),
+        enqueue_request("batch-a", "fp-2", "task-a3"),
+        enqueue_request("batch-b", "fp-1", "task-b1"),
+        enqueue_request("batch-c", "fp-1", "task-c1"),
+        enqueue_request("batch-b", "fp-1", "task-b2"),
+    ];
+    let claims = app
+        .store
+        .enqueue_idempotent_batch(&batch)
+        .await
+        .expect("batch");
+    assert_eq!(
+        claims,
+        vec![
+            Claim::Fresh,
+            Claim::InFlight,
+            Claim::Reused,
+            Claim::Fresh,
+            Claim::InFlight,
+            Claim::InFlight,
+        ]
+    );
+
+    assert_eq!(app.count("SELECT COUNT(*) FROM job").await, 3);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM idempotency_record").await,
+        3
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM job_group_view").await, 3);
+    for task_id in ["task-c0", "task-a1", "task-b1"] {
+        assert_eq!(requested_events(&app, task_id).await, 1, "{task_id}");
+    }
+    for task_id in ["task-a2", "task-a3", "task-c1", "task-b2"] {
+        assert_eq!(requested_events(&app, task_id).await, 0, "{task_id}");
+        let jobs = scalar_bind(
+            &app.db,
+            "SELECT CAST(COUNT(*) AS INTEGER) FROM job WHERE task_id = $1",
+            task_id,
+        )
+        .await;
+        assert_eq!(jobs, 0, "{task_id} queued no job");
+    }
+}
+
+#[tokio::test]
+async fn failed_batch_retries_each_request() {
+    let db = fresh_db().await;
+    let config = test_config(&db);
+    let app = TestApp::start(db, config, false).await;
+    let earlier = enqueue_request("retry-taken", "fp-1", "task-taken");
+    let claim = app
+        .store
+        .enqueue_idempotent(&earlier)
+        .await
+        .expect("enqueue");
+    assert_eq!(claim, Claim::Fresh);
+
+    // The middle request reuses a task id, so its job insert fails, and with it any batch
+    // that contains it.
+    let combiner = EnqueueCombiner::start(app.store.clone());
+    let (first, broken, last) = tokio::join!(
+        combiner.enqueue(enqueue_request("retry-1", "fp-1", "task-retry-1")),
+        combiner.enqueue(enqueue_request("retry-2", "fp-1", "task-taken")),
+        combiner.enqueue(enqueue_request("retry-3", "fp-1", "task-retry-3")),
+    );
+    assert_eq!(first.expect("first request"), Claim::Fresh);
+    assert_eq!(last.expect("last request"), Claim::Fresh);
+    let error = broken.expect_err("a reused task id fails");
+    assert!(
+        error.as_constraint_error().is_some(),
+        "the failure is the unique violation: {error}"
+    );
+
+    for key in ["retry-1", "retry-3"] {
+        assert_eq!(jobs_with_key(&app, key).await, 1, "{key}");
+    }
+    assert_eq!(jobs_with_key(&app, "retry-2").await, 0);
+    let records = scalar_bind(
+        &app.db,
+        "SELECT CAST(COUNT(*) AS INTEGER) FROM idempotency_record WHERE idempotency_key = $1",
+        "retry-2",
+    )
+    .await;
+    assert_eq!(records, 0, "the failed request's record was rolled back");
+    assert_eq!(requested_events(&app, "task-retry-1").await, 1);
+    assert_eq!(requested_events(&app, "task-retry-3").await, 1);
+    assert_eq!(
+        requested_events(&app, "task-taken").await,
+        1,
+        "only the first request with that task id stored an event"
+    );
+    combiner.stop().await;
+}
+
+#[tokio::test]
+async fn stopped_combiner_writes_sent_requests() {
+    let db = fresh_db().await;
+    let config = test_config(&db);
+    let app = TestApp::start(db, config, false).await;
+    let combiner = EnqueueCombiner::start(app.store.clone());
+    // On this single-threaded runtime the request is in the channel before `stop` runs.
+    let (sent, ()) = tokio::join!(
+        combiner.enqueue(enqueue_request("stop-1", "fp-1", "task-stop-1")),
+        combiner.stop(),
+    );
+    assert_eq!(sent.expect("request sent before the stop"), Claim::Fresh);
+    assert_eq!(jobs_with_key(&app, "stop-1").await, 1);
+
+    let late = combiner
+        .enqueue(enqueue_request("stop-2", "fp-1", "task-stop-2"))
+        .await;
+    assert!(
+        matches!(late, Err(StoreError::EnqueueWriterStopped)),
+        "a request after the stop is refused"
+    );
+    assert_eq!(jobs_with_key(&app, "stop-2").await, 0);
 }

@@ -4,7 +4,9 @@
 //!
 //! Callers build an [`AuditEvent`] and hand it to [`record`] after the change it describes has
 //! committed (or, for a rejection, after its transaction rolled back). `record` never fails:
-//! an event that cannot be stored is still in the log.
+//! an event that cannot be stored is still in the log. An enqueue stores its
+//! `INSCRIPTION_REQUESTED` event in the transaction that queues the job instead, and logs it
+//! with [`log_and_count`] after the commit.
 
 pub mod enrollment;
 mod event;
@@ -27,7 +29,14 @@ pub async fn record(store: &dyn Store, event: AuditEvent) {
 
 /// Fills in the current request's or job's ids where `event` has none, logs it as one line
 /// with `audit = true` and counts it. Returns the event, ready for [`store_events`].
-pub fn log(mut event: AuditEvent) -> AuditEvent {
+pub fn log(event: AuditEvent) -> AuditEvent {
+    let event = with_current_ids(event);
+    log_and_count(&event);
+    event
+}
+
+/// Fills in the current request's or job's ids where `event` has none.
+pub fn with_current_ids(mut event: AuditEvent) -> AuditEvent {
     if let Some(ids) = context::current() {
         if event.correlation_id.is_none() {
             event.correlation_id = Some(ids.correlation_id);
@@ -36,7 +45,11 @@ pub fn log(mut event: AuditEvent) -> AuditEvent {
             event.request_id = ids.request_id;
         }
     }
+    event
+}
 
+/// Logs `event` as one line with `audit = true` and counts it in the audit events metric.
+pub fn log_and_count(event: &AuditEvent) {
     tracing::info!(
         target: "registrar::audit",
         audit = true,
@@ -59,7 +72,6 @@ pub fn log(mut event: AuditEvent) -> AuditEvent {
         ("error_code", event.error_code.clone().unwrap_or_default()),
     ];
     metrics::counter!(names::AUDIT_EVENTS_TOTAL, &labels).increment(1);
-    event
 }
 
 /// Stores events that [`log`] returned, in one transaction. A storage failure is logged and

@@ -15,6 +15,7 @@ use crate::idempotency::{
     self, Claim, Endpoint, NewRecord, REPLAYED_HEADER, RequestKey, StoredResponse,
 };
 use crate::jobs::model::NewJob;
+use crate::store::EnqueueRequest;
 use crate::telemetry::metrics as names;
 
 /// Reads the `Idempotency-Key` header; a malformed one is a 422 naming the header.
@@ -153,8 +154,13 @@ pub async fn remember(state: &AppState, key: &RequestKey, claim: &Claim) {
     }
 }
 
-/// Queues `job` once per key: the record and the job are written in one transaction, and a
-/// repeat of the request is answered from the record. `body` is the 202 response.
+/// Queues `job` once per key: the record, the job and `audit`, the event of a fresh request,
+/// are written in one transaction, which concurrent enqueues share. A repeat of the request
+/// gets the response that the record selects. `body` is the 202 response.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "each argument is a distinct part of the enqueue"
+)]
 pub async fn enqueue_once(
     state: &AppState,
     ctx: &RequestContext,
@@ -163,6 +169,7 @@ pub async fn enqueue_once(
     job: NewJob,
     owner: Option<(&str, &str)>,
     body: &Value,
+    audit: Option<AuditEvent>,
 ) -> Result<Response, ApiError> {
     if let Some(response) = cached_replay(state, &key).await {
         return Ok(response);
@@ -177,11 +184,19 @@ pub async fn enqueue_once(
         owner,
         (StatusCode::ACCEPTED, text.clone()),
     );
-    let claim = state
-        .store
-        .enqueue_idempotent(&job, &record, pending_timeout_ms(state))
-        .await?;
+    // The writer task runs outside this request's context, so the ids go with the event.
+    let audit = audit.map(audit::with_current_ids);
+    let request = EnqueueRequest {
+        job,
+        record,
+        pending_timeout_ms: pending_timeout_ms(state),
+        audit: audit.clone(),
+    };
+    let claim = state.enqueue_combiner.enqueue(request).await?;
     if claim == Claim::Fresh {
+        if let Some(event) = &audit {
+            audit::log_and_count(event);
+        }
         state.idempotency.miss();
         metrics::counter!(names::IDEMPOTENCY_MISSES_TOTAL).increment(1);
         state.wake_workers();

@@ -56,6 +56,8 @@ pub struct AppState {
     /// Hits and misses of idempotent replays in this process.
     pub idempotency: Arc<crate::idempotency::Counters>,
     pub saga: crate::saga::runner::SagaRunner,
+    /// The task that writes concurrent enqueue requests in shared transactions.
+    pub enqueue_combiner: crate::store::EnqueueCombiner,
 }
 
 /// Request counters behind the JSON `/metrics`.
@@ -80,7 +82,8 @@ impl Counters {
 }
 
 impl AppState {
-    /// `breakers` are the process's circuit breakers, shared with its workers.
+    /// `breakers` are the process's circuit breakers, shared with its workers. Starts the
+    /// enqueue writer task, so it must run inside a Tokio runtime.
     pub fn new(
         store: Arc<dyn Store>,
         config: Arc<Config>,
@@ -91,6 +94,7 @@ impl AppState {
         Self {
             saga: crate::app::saga_runner(store.clone(), &config, breakers),
             idempotency: Arc::new(crate::idempotency::Counters::default()),
+            enqueue_combiner: crate::store::EnqueueCombiner::start(store.clone()),
             store,
             config,
             workers,

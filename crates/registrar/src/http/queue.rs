@@ -56,14 +56,18 @@ pub async fn enqueue_inscription(
         request.registro_academico.as_str(),
         request.codigo_periodo.as_str(),
     );
-    let response = enqueue_once(state, ctx, key, endpoint, job, Some(owner), &body).await?;
-    if is_fresh(&response) {
-        audit::record(
-            state.store.as_ref(),
-            audit::enrollment::requested("enqueue", request, Some(&task_id)),
-        )
-        .await;
-    }
+    let event = audit::enrollment::requested("enqueue", request, Some(&task_id));
+    let response = enqueue_once(
+        state,
+        ctx,
+        key,
+        endpoint,
+        job,
+        Some(owner),
+        &body,
+        Some(event),
+    )
+    .await?;
     tracing::info!(
         task_id = %task_id,
         registro_academico = %request.registro_academico,
@@ -237,20 +241,18 @@ pub async fn enqueue_bulk(
     let message = format!("Procesamiento de {} inscripciones encolado", items.len());
     let body = task_response(&task_id, message, &ctx);
     tracing::info!(task_id = %task_id, items = items.len(), "bulk enrollment requested");
-    let response = enqueue_once(&state, &ctx, key, Endpoint::Bulk, job, None, &body).await?;
-    if is_fresh(&response) {
-        let event = audit::enrollment::bulk_requested(&task_id, items.len());
-        audit::record(state.store.as_ref(), event).await;
-    }
-    Ok(response)
-}
-
-/// Returns whether a response queued a new job, rather than replaying an idempotency record.
-fn is_fresh(response: &Response) -> bool {
-    response.status() == StatusCode::ACCEPTED
-        && !response
-            .headers()
-            .contains_key(crate::idempotency::REPLAYED_HEADER)
+    let event = audit::enrollment::bulk_requested(&task_id, items.len());
+    enqueue_once(
+        &state,
+        &ctx,
+        key,
+        Endpoint::Bulk,
+        job,
+        None,
+        &body,
+        Some(event),
+    )
+    .await
 }
 
 #[utoipa::path(

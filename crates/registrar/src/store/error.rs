@@ -10,6 +10,10 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("corrupt row in {table}: {reason}")]
     Corrupt { table: &'static str, reason: String },
+    /// The task that writes enqueue requests has stopped, because the process is shutting
+    /// down or the task failed.
+    #[error("the enqueue writer has stopped; retry on another instance or after the restart")]
+    EnqueueWriterStopped,
 }
 
 /// SQLSTATEs of PostgreSQL errors that a retry can cure: serialization failure, deadlock,
@@ -25,10 +29,13 @@ impl StoreError {
     }
 
     /// True for failures that may pass on retry: a busy or locked SQLite file, a lost or
-    /// exhausted connection, a PostgreSQL serialization failure or deadlock.
+    /// exhausted connection, a PostgreSQL serialization failure or deadlock, and a stopped
+    /// enqueue writer.
     pub fn is_transient(&self) -> bool {
-        let Self::Database(err) = self else {
-            return false;
+        let err = match self {
+            Self::Database(err) => err,
+            Self::EnqueueWriterStopped => return true,
+            Self::Migrate(_) | Self::Corrupt { .. } => return false,
         };
         match err {
             sqlx::Error::Io(_)

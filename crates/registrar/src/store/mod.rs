@@ -2,6 +2,8 @@
 //! PostgreSQL one, chosen at start-up from the `DATABASE_URL` scheme.
 
 pub(crate) mod audit;
+pub mod combiner;
+pub mod enqueue;
 pub mod error;
 pub mod postgres;
 pub(crate) mod resilience;
@@ -16,6 +18,8 @@ use time::Date;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+pub use combiner::EnqueueCombiner;
+pub use enqueue::EnqueueRequest;
 pub use error::StoreError;
 
 use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
@@ -382,14 +386,19 @@ pub trait Store: Send + Sync {
 
     // Idempotency.
 
-    /// Queues `job` with its idempotency record in one transaction, unless a live record
-    /// owns the key. Then nothing is written and the claim tells how to respond.
-    async fn enqueue_idempotent(
+    /// Queues the request's job with its idempotency record and audit event in one
+    /// transaction, unless a live record owns the key. Then nothing is written, and the claim
+    /// selects the response.
+    async fn enqueue_idempotent(&self, request: &EnqueueRequest) -> Result<Claim, StoreError>;
+
+    /// Writes several enqueue requests in one transaction, as [`Store::enqueue_idempotent`]
+    /// writes one, and returns one claim per request, in request order. Requests with the
+    /// same key get the claims that sequential requests would get, in request order. An
+    /// `Err` means nothing was written for any request.
+    async fn enqueue_idempotent_batch(
         &self,
-        job: &NewJob,
-        record: &NewRecord,
-        pending_timeout_ms: i64,
-    ) -> Result<Claim, StoreError>;
+        requests: &[EnqueueRequest],
+    ) -> Result<Vec<Claim>, StoreError>;
 
     /// Opens a `pending` record for a synchronous request, unless a live record holds the
     /// key.

@@ -10,6 +10,7 @@ mod audit;
 mod batch;
 mod catalog;
 mod convert;
+mod enqueue;
 mod historial;
 mod jobs;
 mod reads;
@@ -28,8 +29,8 @@ use time::Date;
 use self::tx::PgTx;
 use super::sql;
 use super::{
-    Backend, BatchOutcome, BatchStep, JobWrite, PoolStats, QueueDepth, SagaFor, StepFinish, Store,
-    StoreError,
+    Backend, BatchOutcome, BatchStep, EnqueueRequest, JobWrite, PoolStats, QueueDepth, SagaFor,
+    StepFinish, Store, StoreError,
 };
 use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
 use crate::domain::catalog::{Catalog, CatalogKeys, LoadReport};
@@ -613,20 +614,28 @@ impl Store for PgStore {
     async fn purge_finished_jobs(&self, before_ms: i64) -> Result<u64, StoreError> {
         self.purge(before_ms).await
     }
-    async fn enqueue_idempotent(
-        &self,
-        job: &NewJob,
-        record: &NewRecord,
-        pending_timeout_ms: i64,
-    ) -> Result<Claim, StoreError> {
+    async fn enqueue_idempotent(&self, request: &EnqueueRequest) -> Result<Claim, StoreError> {
         let mut tx = self.begin().await?;
-        let claim = self::resilience::claim_key(&mut tx, record, pending_timeout_ms).await?;
+        let claim = self::enqueue::write_one(&mut tx, request).await?;
         if claim == Claim::Fresh {
-            self::jobs::insert_jobs_in(&mut tx, std::slice::from_ref(job)).await?;
             self::jobs::notify_jobs(&mut tx).await?;
         }
         tx.commit().await?;
         Ok(claim)
+    }
+
+    /// Sends one notification for the whole batch, delivered at commit.
+    async fn enqueue_idempotent_batch(
+        &self,
+        requests: &[EnqueueRequest],
+    ) -> Result<Vec<Claim>, StoreError> {
+        let mut tx = self.begin().await?;
+        let claims = self::enqueue::write_batch(&mut tx, requests).await?;
+        if claims.contains(&Claim::Fresh) {
+            self::jobs::notify_jobs(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(claims)
     }
 
     async fn claim_idempotency(

@@ -1,12 +1,10 @@
-//! SQL of the audit trail, shared by both backends: the insert, and the listing query built
-//! from the filters that are present.
+//! SQL of the audit trail, shared by both backends: the insert's size limit, and the listing
+//! query built from the filters that are present.
 
 use crate::audit::AuditFilter;
 
-pub(crate) const INSERT_AUDIT_EVENT: &str = "INSERT INTO audit_event (occurred_at, event_type, \
-     entity_type, entity_id, action, correlation_id, request_id, registro_academico, \
-     codigo_periodo, codigo_grupo, error_code, data) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+/// Audit events that one multi-row insert takes within the bind limit, at 12 columns each.
+pub(crate) const EVENTS_PER_STATEMENT: usize = crate::store::enqueue::MAX_BINDS / 12;
 
 /// A value bound to a placeholder of [`list_query`].
 #[derive(Debug, Clone, PartialEq)]

@@ -77,7 +77,6 @@ macro_rules! enqueue_queries {
         const RECORD_COLUMNS: usize = 11;
         const JOB_COLUMNS: usize = 7;
         const VIEW_COLUMNS: usize = 4;
-        const AUDIT_COLUMNS: usize = 12;
 
         /// Writes one request: its record unless a live record owns the key, and then its
         /// job, group views and audit event.
@@ -235,7 +234,15 @@ macro_rules! enqueue_queries {
 
             let events: Vec<&$crate::audit::AuditEvent> =
                 requests.iter().filter_map(|r| r.audit.as_ref()).collect();
-            for chunk in events.chunks(MAX_BINDS / AUDIT_COLUMNS) {
+            insert_events(conn, &events).await
+        }
+
+        /// Inserts audit events with one statement per chunk that fits the bind limit.
+        pub async fn insert_events(
+            conn: &mut $conn,
+            events: &[&$crate::audit::AuditEvent],
+        ) -> Result<(), StoreError> {
+            for chunk in events.chunks($crate::store::audit::EVENTS_PER_STATEMENT) {
                 let mut builder = sqlx::QueryBuilder::<$database>::new(
                     "INSERT INTO audit_event (occurred_at, event_type, entity_type, entity_id, \
                      action, correlation_id, request_id, registro_academico, codigo_periodo, \

@@ -20,6 +20,7 @@ pub(crate) use saga_columns;
 macro_rules! resilience_queries {
     (
         conn = $conn:ty,
+        database = $database:ty,
         row = $row:ty,
         lock = $lock:literal,
         lock_record = $lock_record:literal,
@@ -224,6 +225,54 @@ macro_rules! resilience_queries {
             .bind(saga.completed_at)
             .execute(&mut *conn)
             .await?;
+            Ok(())
+        }
+
+        /// Inserts sagas with one statement per chunk that fits the bind limit.
+        pub async fn insert_sagas(conn: &mut $conn, sagas: &[$crate::saga::model::Saga]) -> Result<(), StoreError> {
+            const SAGA_COLUMNS: usize = 18;
+            for chunk in sagas.chunks($crate::store::enqueue::MAX_BINDS / SAGA_COLUMNS) {
+                let mut builder = sqlx::QueryBuilder::<$database>::new(concat!(
+                    "INSERT INTO saga (",
+                    saga_columns!(),
+                    ") "
+                ));
+                let mut failed = None;
+                builder.push_values(chunk, |mut row, saga| {
+                    let mut json = |value: Result<String, StoreError>| {
+                        value.unwrap_or_else(|e| {
+                            failed.get_or_insert(e);
+                            String::new()
+                        })
+                    };
+                    let grupos = json(to_json(&saga.grupos));
+                    let added = json(to_json(&saga.added_grupos));
+                    let steps = json(to_json(&saga.steps));
+                    let result = saga.result.as_ref().map(|r| json(to_json(r)));
+                    row.push_bind(saga.saga_id.clone())
+                        .push_bind(saga.task_id.clone())
+                        .push_bind(saga.correlation_id.clone())
+                        .push_bind(saga.request_id.clone())
+                        .push_bind(saga.registro_academico.clone())
+                        .push_bind(saga.codigo_periodo.clone())
+                        .push_bind(grupos)
+                        .push_bind(saga.codigo_inscripcion.clone())
+                        .push_bind(saga.created_inscripcion)
+                        .push_bind(added)
+                        .push_bind(saga.status.as_str())
+                        .push_bind(steps)
+                        .push_bind(result)
+                        .push_bind(saga.error.clone())
+                        .push_bind(saga.error_code.clone())
+                        .push_bind(saga.created_at)
+                        .push_bind(saga.updated_at)
+                        .push_bind(saga.completed_at);
+                });
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+                builder.build().persistent(false).execute(&mut *conn).await?;
+            }
             Ok(())
         }
 

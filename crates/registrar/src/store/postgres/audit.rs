@@ -1,24 +1,24 @@
 //! The audit trail on PostgreSQL, where `data` is JSONB.
 
+use sqlx::Row;
 use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, Row};
 
 use super::PgStore;
 use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
 use crate::store::StoreError;
-use crate::store::audit::{AuditBind, INSERT_AUDIT_EVENT, list_query};
+use crate::store::audit::{AuditBind, EVENTS_PER_STATEMENT, list_query};
 
 impl PgStore {
     pub(super) async fn insert_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
-        // A single event commits on its own, which saves the round trips of BEGIN and COMMIT.
-        if let [event] = events {
+        let events: Vec<&AuditEvent> = events.iter().collect();
+        // One multi-row statement commits on its own, which saves the round trips of BEGIN
+        // and COMMIT. More events than one statement takes share a transaction.
+        if events.len() <= EVENTS_PER_STATEMENT {
             let mut conn = self.pool.acquire().await?;
-            return insert_event(&mut conn, event).await;
+            return super::enqueue::insert_events(&mut conn, &events).await;
         }
         let mut tx = self.begin().await?;
-        for event in events {
-            insert_event(&mut tx, event).await?;
-        }
+        super::enqueue::insert_events(&mut tx, &events).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -56,23 +56,4 @@ fn record_from_row(row: &PgRow) -> Result<AuditRecord, StoreError> {
         error_code: row.try_get("error_code")?,
         data: row.try_get("data")?,
     })
-}
-
-async fn insert_event(conn: &mut PgConnection, event: &AuditEvent) -> Result<(), StoreError> {
-    sqlx::query(INSERT_AUDIT_EVENT)
-        .bind(event.occurred_at_ms)
-        .bind(event.event_type.as_str())
-        .bind(&event.entity_type)
-        .bind(&event.entity_id)
-        .bind(&event.action)
-        .bind(&event.correlation_id)
-        .bind(&event.request_id)
-        .bind(&event.registro_academico)
-        .bind(&event.codigo_periodo)
-        .bind(&event.codigo_grupo)
-        .bind(&event.error_code)
-        .bind(&event.data)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
 }

@@ -168,9 +168,7 @@ impl PgStore {
                     .await?;
             }
             write_jobs(&mut tx, owner, &updates, now_ms).await?;
-            for saga in &sagas {
-                super::resilience::insert_saga(&mut tx, saga).await?;
-            }
+            super::resilience::insert_sagas(&mut tx, &sagas).await?;
             Ok::<_, StoreError>(outcomes)
         }
         .await;

@@ -3,6 +3,7 @@
 
 crate::store::resilience::resilience_queries!(
     conn = sqlx::PgConnection,
+    database = sqlx::Postgres,
     row = sqlx::postgres::PgRow,
     lock = "FOR UPDATE",
     lock_record = "FOR UPDATE OF r",

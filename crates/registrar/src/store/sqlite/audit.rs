@@ -1,24 +1,24 @@
 //! The audit trail on SQLite, where `data` is JSON text.
 
+use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
 
 use super::SqliteStore;
 use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
 use crate::store::StoreError;
-use crate::store::audit::{AuditBind, INSERT_AUDIT_EVENT, list_query};
+use crate::store::audit::{AuditBind, EVENTS_PER_STATEMENT, list_query};
 
 impl SqliteStore {
     pub(super) async fn insert_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
-        // A single event commits on its own, which saves the round trips of BEGIN and COMMIT.
-        if let [event] = events {
+        let events: Vec<&AuditEvent> = events.iter().collect();
+        // One multi-row statement commits on its own, which saves the round trips of BEGIN
+        // and COMMIT. More events than one statement takes share a transaction.
+        if events.len() <= EVENTS_PER_STATEMENT {
             let mut conn = self.write.acquire().await?;
-            return insert_event(&mut conn, event).await;
+            return super::enqueue::insert_events(&mut conn, &events).await;
         }
         let mut tx = self.begin_write().await?;
-        for event in events {
-            insert_event(&mut tx, event).await?;
-        }
+        super::enqueue::insert_events(&mut tx, &events).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -57,23 +57,4 @@ fn record_from_row(row: &SqliteRow) -> Result<AuditRecord, StoreError> {
         error_code: row.try_get("error_code")?,
         data: serde_json::from_str(&data).map_err(|e| StoreError::corrupt("audit_event", e))?,
     })
-}
-
-async fn insert_event(conn: &mut SqliteConnection, event: &AuditEvent) -> Result<(), StoreError> {
-    sqlx::query(INSERT_AUDIT_EVENT)
-        .bind(event.occurred_at_ms)
-        .bind(event.event_type.as_str())
-        .bind(&event.entity_type)
-        .bind(&event.entity_id)
-        .bind(&event.action)
-        .bind(&event.correlation_id)
-        .bind(&event.request_id)
-        .bind(&event.registro_academico)
-        .bind(&event.codigo_periodo)
-        .bind(&event.codigo_grupo)
-        .bind(&event.error_code)
-        .bind(event.data.to_string())
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
 }

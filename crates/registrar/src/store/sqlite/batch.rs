@@ -162,9 +162,7 @@ impl SqliteStore {
                 write_enrollments(&mut tx, &writes).await?;
             }
             write_jobs(&mut tx, owner, &updates, now_ms).await?;
-            for saga in &sagas {
-                super::resilience::insert_saga(&mut tx, saga).await?;
-            }
+            super::resilience::insert_sagas(&mut tx, &sagas).await?;
             Ok::<_, StoreError>(outcomes)
         }
         .await;

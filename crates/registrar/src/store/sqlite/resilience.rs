@@ -3,6 +3,7 @@
 
 crate::store::resilience::resilience_queries!(
     conn = sqlx::SqliteConnection,
+    database = sqlx::Sqlite,
     row = sqlx::sqlite::SqliteRow,
     lock = "",
     lock_record = "",

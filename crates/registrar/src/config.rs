@@ -38,8 +38,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Jobs each process runs at once.
     pub worker_concurrency: usize,
-    /// Inscription jobs each worker runs in one database transaction, each in its own
-    /// savepoint, so that they share one commit.
+    /// Inscription jobs each worker runs in one database transaction, so that they share its
+    /// statements and its commit.
     pub worker_batch_size: usize,
     /// Seconds a claimed job stays leased before another worker may take it over.
     pub job_lease_seconds: u64,
@@ -111,7 +111,7 @@ impl Default for Config {
             log_level: "info".to_owned(),
             log_format: LogFormat::Json,
             worker_concurrency: 4,
-            worker_batch_size: 16,
+            worker_batch_size: 32,
             job_lease_seconds: 30,
             worker_poll_interval_ms: 1_000,
             result_ttl_seconds: 3_600,

@@ -299,10 +299,9 @@ pub trait Store: Send + Sync {
     ) -> Result<Option<Result<EnrollmentOutcome, DomainError>>, StoreError>;
 
     /// Runs the enrollment steps of several leased inscription jobs in one transaction, in
-    /// the order given, and returns one outcome per step. Each job's enrollment, job update
-    /// and saga sit inside a savepoint, so a rejection or a lost lease rolls back that job
-    /// only. An `Err` means nothing was written for any job: a transient error aborts the
-    /// whole batch.
+    /// the order given, and returns one outcome per step. A rejected request writes nothing
+    /// but its job update and saga, and a job whose lease was lost writes nothing. An `Err`
+    /// means nothing was written for any job: a transient error aborts the whole batch.
     async fn run_enrollment_batch(
         &self,
         owner: &str,

@@ -1,6 +1,6 @@
 //! Batches of inscription jobs: a worker task runs the enrollment steps of the inscription
-//! jobs of its share of a claim in one database transaction, each job in its own savepoint,
-//! so that they share one commit. Everything after the commit (logs, audit events, saga
+//! jobs of its share of a claim in one database transaction (see `store::snapshot`), so that
+//! they share its statements and its commit. Everything after the commit (logs, audit events, saga
 //! participants, retries and failures) happens per job, as for a job run on its own.
 
 use std::sync::atomic::Ordering;

@@ -14,7 +14,7 @@ impl SqliteStore {
         // One multi-row statement commits on its own, which saves the round trips of BEGIN
         // and COMMIT. More events than one statement takes share a transaction.
         if events.len() <= EVENTS_PER_STATEMENT {
-            let mut conn = self.write.acquire().await?;
+            let mut conn = self.write_connection().await?;
             return super::enqueue::insert_events(&mut conn, &events).await;
         }
         let mut tx = self.begin_write().await?;

@@ -17,15 +17,18 @@ pub(crate) mod resilience;
 mod tx;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::json;
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Sqlite, Transaction};
 use time::Date;
+use tokio::sync::Semaphore;
 
 use self::tx::SqliteTx;
 use super::sql;
@@ -62,6 +65,9 @@ pub struct SqliteSettings {
 pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
+    /// Lets one other writer at a time wait for the write connection, so that an enqueue
+    /// waits for at most the transaction running and one other (see [`Self::begin_write`]).
+    queue_turn: Arc<Semaphore>,
 }
 
 impl SqliteStore {
@@ -83,10 +89,38 @@ impl SqliteStore {
             .max_connections(settings.read_pool_size.max(1))
             .connect_with(options.read_only(true))
             .await?;
-        Ok(Self { write, read })
+        Ok(Self {
+            write,
+            read,
+            queue_turn: Arc::new(Semaphore::new(1)),
+        })
     }
 
+    /// Opens a write transaction. The pool's single connection goes to its waiters in turn,
+    /// so an enqueue that queued behind every worker's batch would wait for all of them.
+    /// Writers other than enqueues therefore queue for the connection one at a time.
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        let _turn = self
+            .queue_turn
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// Takes the write connection outside a transaction, in turn as [`Self::begin_write`] does.
+    async fn write_connection(&self) -> Result<PoolConnection<Sqlite>, StoreError> {
+        let _turn = self
+            .queue_turn
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        Ok(self.write.acquire().await?)
+    }
+
+    /// Opens a write transaction for enqueues, which skip the turn of [`Self::begin_write`]
+    /// because a client waits for each of them.
+    async fn begin_enqueue(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
         Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
     }
 }
@@ -599,7 +633,7 @@ impl Store for SqliteStore {
         self.purge(before_ms).await
     }
     async fn enqueue_idempotent(&self, request: &EnqueueRequest) -> Result<Claim, StoreError> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_enqueue().await?;
         let claim = self::enqueue::write_one(&mut tx, request).await?;
         tx.commit().await?;
         Ok(claim)
@@ -609,7 +643,7 @@ impl Store for SqliteStore {
         &self,
         requests: &[EnqueueRequest],
     ) -> Result<Vec<Claim>, StoreError> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_enqueue().await?;
         let claims = self::enqueue::write_batch(&mut tx, requests).await?;
         tx.commit().await?;
         Ok(claims)

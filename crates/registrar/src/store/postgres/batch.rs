@@ -5,10 +5,15 @@
 //! Lock order: the batch locks its job rows in `task_id` order and takes a share lock on the
 //! periods. It then locks the existing inscriptions of its requests in `codigo_inscripcion`
 //! order and inserts the missing ones, then locks all the groups its requests name in
-//! `codigo_grupo` order. Last, it takes a share lock on the historial rows it reads. A single request locks one inscription, then its
-//! groups in the same order, so a batch and a request, or two batches, never wait on each
-//! other in a cycle. A statement that fails for another reason than a transient one rolls the
-//! whole batch back and defers each job to run on its own.
+//! `codigo_grupo` order. Last, it takes a share lock on the historial rows it reads. A single
+//! request locks one inscription, then its groups in the same order.
+//!
+//! NOTE: one cycle remains possible between two batches. When another transaction commits an
+//! inscription that a batch found missing, the batch locks that row after inserting its other
+//! missing ones, and a second batch may hold that row and wait for one of those inserts.
+//! PostgreSQL then aborts one batch with a deadlock error, which is transient, so its jobs are
+//! retried. A statement that fails for a non-transient reason rolls the whole batch back and
+//! defers each job to run on its own.
 
 use std::collections::{HashMap, HashSet};
 

@@ -17,7 +17,9 @@ use crate::domain::enrollment::{
     EnrollError, EnrollMode, EnrollmentRequest, EnrollmentRules, EnrollmentTx, enroll,
 };
 use crate::domain::model::{Estudiante, GroupSlot, HeldGroup, Inscripcion, Periodo};
-use crate::store::{EnrollmentResult, StoreError};
+use crate::jobs::model::JobUpdate;
+use crate::saga::model::Saga;
+use crate::store::{BatchOutcome, BatchStep, EnrollmentResult, StoreError};
 
 /// The rows a batch's requests read, taken under the batch's locks.
 #[derive(Debug, Default)]
@@ -149,6 +151,55 @@ impl Writes {
             && self.detalles.is_empty()
             && self.seats.is_empty()
     }
+}
+
+/// The plan of a whole batch: one outcome per step, and what the accepted requests write.
+#[derive(Default)]
+pub struct BatchPlan<'a> {
+    pub outcomes: Vec<BatchOutcome>,
+    pub writes: Writes,
+    pub job_updates: Vec<(&'a str, JobUpdate)>,
+    pub sagas: Vec<Saga>,
+}
+
+/// Plans every step of a batch in order. `leased` maps the task ids whose lease the batch
+/// holds to whether a saga is already logged for them.
+pub async fn plan_batch<'a>(
+    snapshot: &mut Snapshot,
+    steps: &'a [BatchStep<'_>],
+    leased: &HashMap<String, bool>,
+    rules: &EnrollmentRules,
+    today: Date,
+) -> Result<BatchPlan<'a>, StoreError> {
+    let mut plan = BatchPlan::default();
+    for step in steps {
+        let outcome = match leased.get(step.task_id) {
+            None => BatchOutcome::LeaseLost,
+            Some(true) => BatchOutcome::SagaLogged,
+            Some(false) => {
+                let result =
+                    self::plan(snapshot, &mut plan.writes, step.request, rules, today).await?;
+                let write = (step.finish)(&result);
+                plan.job_updates.push((step.task_id, write.job));
+                plan.sagas.extend(write.saga);
+                BatchOutcome::Done(result)
+            }
+        };
+        plan.outcomes.push(outcome);
+    }
+    Ok(plan)
+}
+
+/// Returns the outcomes of a batch that was rolled back: every job it held runs on its own.
+pub fn deferred(steps: &[BatchStep<'_>], leased: &HashMap<String, bool>) -> Vec<BatchOutcome> {
+    steps
+        .iter()
+        .map(|s| match leased.get(s.task_id) {
+            None => BatchOutcome::LeaseLost,
+            Some(true) => BatchOutcome::SagaLogged,
+            Some(false) => BatchOutcome::Deferred,
+        })
+        .collect()
 }
 
 /// Runs the enrollment routine on one request against the snapshot. An accepted request's

@@ -140,27 +140,9 @@ impl PgStore {
 
         let written = async {
             let mut snapshot = read_snapshot(&mut tx, &live, today).await?;
-            let mut writes = Writes::default();
-            let mut outcomes = Vec::with_capacity(steps.len());
-            let mut updates = Vec::new();
-            let mut sagas = Vec::new();
-            for step in steps {
-                let outcome = match leased.get(step.task_id) {
-                    None => BatchOutcome::LeaseLost,
-                    Some(true) => BatchOutcome::SagaLogged,
-                    Some(false) => {
-                        let result =
-                            snapshot::plan(&mut snapshot, &mut writes, step.request, rules, today)
-                                .await?;
-                        let write = (step.finish)(&result);
-                        updates.push((step.task_id, write.job));
-                        sagas.extend(write.saga);
-                        BatchOutcome::Done(result)
-                    }
-                };
-                outcomes.push(outcome);
-            }
-            write_enrollments(&mut tx, &writes).await?;
+            let plan = snapshot::plan_batch(&mut snapshot, steps, &leased, rules, today).await?;
+            let writes = &plan.writes;
+            write_enrollments(&mut tx, writes).await?;
             let unclaimed: Vec<&String> = snapshot
                 .reserved
                 .values()
@@ -172,9 +154,9 @@ impl PgStore {
                     .execute(&mut *tx)
                     .await?;
             }
-            write_jobs(&mut tx, owner, &updates, now_ms).await?;
-            super::resilience::insert_sagas(&mut tx, &sagas).await?;
-            Ok::<_, StoreError>(outcomes)
+            write_jobs(&mut tx, owner, &plan.job_updates, now_ms).await?;
+            super::resilience::insert_sagas(&mut tx, &plan.sagas).await?;
+            Ok::<_, StoreError>(plan.outcomes)
         }
         .await;
 
@@ -187,14 +169,7 @@ impl PgStore {
             Err(e) => {
                 tracing::warn!(error = %e, jobs = steps.len(), "enrollment batch rolled back; its jobs run on their own");
                 tx.rollback().await?;
-                Ok(steps
-                    .iter()
-                    .map(|s| match leased.get(s.task_id) {
-                        None => BatchOutcome::LeaseLost,
-                        Some(true) => BatchOutcome::SagaLogged,
-                        Some(false) => BatchOutcome::Deferred,
-                    })
-                    .collect())
+                Ok(snapshot::deferred(steps, &leased))
             }
         }
     }

@@ -2,7 +2,7 @@
 //! a few set queries, under the locks a single request would take, and keeps them in a
 //! [`Snapshot`]. The one enrollment routine then runs on each request in turn against the
 //! snapshot, through [`SnapshotTx`], and the batch writes what the accepted requests changed
-//! in a few set statements. A batch of sixteen requests thus costs about a dozen statements
+//! in a few set statements. A batch of 32 requests thus costs about a dozen statements
 //! instead of about twenty per request, which on SQLite are also a thread hand-off each.
 //!
 //! A request's changes go to a journal first. A rejected request drops its journal, as a
@@ -203,7 +203,7 @@ pub fn deferred(steps: &[BatchStep<'_>], leased: &HashMap<String, bool>) -> Vec<
 }
 
 /// Runs the enrollment routine on one request against the snapshot. An accepted request's
-/// changes are applied to the snapshot and added to `writes`; a rejected one changes
+/// changes are applied to the snapshot and added to `writes`. A rejected one changes
 /// nothing.
 pub async fn plan(
     snapshot: &mut Snapshot,

@@ -67,10 +67,17 @@ fn unique_suffix() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
 }
 
+/// Returns this test binary's scratch folder. The name carries a random suffix besides the
+/// process id, because folders of earlier runs stay behind and process ids are reused.
 fn scratch_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("registrar-tests-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("create scratch dir");
-    dir
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let name = format!("registrar-tests-{}-{}", std::process::id(), unique_suffix());
+        let dir = std::env::temp_dir().join(name);
+        std::fs::create_dir_all(&dir).expect("create scratch dir");
+        dir
+    })
+    .clone()
 }
 
 /// Runs `f` on a fresh single-threaded runtime in another thread, for one-time set-up that
